@@ -1,0 +1,260 @@
+"""Typed loading of params.yaml.
+
+A value written as ``{mini: x, paper: y}`` is resolved for the active profile first; the result is
+validated by a strict schema: an unknown key, a wrong type or a value out of range raises
+``ParamsError`` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mdeaux.datasets.registry import REGISTRY
+
+PROFILES = ("mini", "paper")
+TASKS = ("mldc",)  # auxiliary tasks implemented so far (segmentation, reconstruction: later issues)
+
+
+class ParamsError(ValueError):
+    """params.yaml is not valid; the message names the key, the value and what is allowed."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+PosInt = Annotated[int, Field(gt=0)]
+Range2 = Annotated[list[float], Field(min_length=2, max_length=2)]
+Size2 = Annotated[list[PosInt], Field(min_length=2, max_length=2)]
+
+
+class SplitCounts(Strict):
+    train: int = Field(ge=1)
+    test: int | None = Field(default=None, ge=1)
+    val: int | None = Field(default=None, ge=1)
+
+
+class Synth(Strict):
+    seed: int = Field(ge=0)
+    counts: dict[str, SplitCounts]
+
+
+class Fetch(Strict):
+    retries: int = Field(ge=0, le=100)
+
+
+class Prepare(Strict):
+    workers: PosInt
+    shard_rows: PosInt
+
+
+class Validate(Strict):
+    min_valid_frac: Prob
+    max_depth_sanity: float = Field(gt=0)
+
+
+class Split(Strict):
+    seed: int = Field(ge=0)
+    fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]]
+
+    @field_validator("fractions")
+    @classmethod
+    def _has_full(cls, v: list[float]) -> list[float]:
+        if 1.0 not in v:
+            raise ValueError("must include 1.0 (the full training set)")
+        return sorted(set(v))
+
+
+class Tiny(Strict):
+    hidden_size: PosInt
+    num_hidden_layers: PosInt
+    num_attention_heads: PosInt
+    mlp_ratio: PosInt
+
+
+class Model(Strict):
+    backbone: Literal["tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"]
+    weights_dir: str | None
+    tiny: Tiny
+    backbone_seed: int = Field(ge=0)
+    decoder_channels: PosInt
+    min_depth: float = Field(gt=0)
+
+
+class Train(Strict):
+    iterations: PosInt
+    warmup_iters: int = Field(ge=0)
+    warmup_ratio: float = Field(gt=0, le=1)
+    min_lr_ratio: float = Field(ge=0, le=1)
+    lr: float = Field(gt=0)
+    head_lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)]
+    one_cycle_momentum: bool
+    grad_clip: float = Field(gt=0)
+    batch_size: PosInt
+    eval_every: PosInt
+    sigloss_warmup_iters: int = Field(ge=0)
+    mldc_average: Literal["logits", "probs"]
+    flip_tta: bool
+    eval_max_images: PosInt | None
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Train:
+        if self.warmup_iters > self.iterations:
+            raise ValueError(
+                f"warmup_iters ({self.warmup_iters}) must not exceed iterations ({self.iterations})"
+            )
+        return self
+
+
+class DepthAugment(Strict):
+    nyu_crop: bool
+    crop_size: Size2
+    rotate_prob: Prob
+    rotate_degree: float = Field(ge=0, le=180)
+    flip_prob: Prob
+    color_prob: Prob
+    gamma_range: Range2
+    brightness_range: Range2
+    color_range: Range2
+
+
+class SegAugment(Strict):
+    img_scale: Size2
+    ratio_range: Range2
+    crop_size: Size2
+    cat_max_ratio: Prob
+    flip_prob: Prob
+    photometric: bool
+
+
+class Study(Strict):
+    depth: list[str]
+    aux: list[str]
+    tasks: list[Literal[TASKS]]  # type: ignore[valid-type]
+    seeds: list[int]
+
+
+class Runner(Strict):
+    cores: PosInt
+    torch_threads: PosInt
+
+
+class Params(Strict):
+    profile: Literal["mini", "paper"]
+    alpha: float = Field(ge=0.0, le=1.0)
+    datasets: list[str]
+    synth: Synth
+    fetch: Fetch
+    prepare: Prepare
+    validate_: Validate = Field(alias="validate")
+    split: Split
+    model: Model
+    train: Train
+    augment: dict[str, Any]  # checked per dataset task in parse()
+    studies: dict[str, Study]
+    runner: Runner
+
+    @model_validator(mode="after")
+    def _datasets_known(self) -> Params:
+        for name in self.augment:
+            _known(f"augment.{name}", name)
+        for i, name in enumerate(self.datasets):
+            _known(f"datasets[{i}]", name)
+        for name in self.synth.counts:
+            _known(f"synth.counts.{name}", name)
+            want = REGISTRY[name].splits
+            got = {k for k in ("train", "test", "val") if getattr(self.synth.counts[name], k) is not None}
+            if got != set(want):
+                raise ValueError(f"synth.counts.{name}: needs exactly the splits {list(want)}, got {sorted(got)}")
+        for sname, study in self.studies.items():
+            for i, name in enumerate(study.depth):
+                _known(f"studies.{sname}.depth[{i}]", name, task="depth")
+                self._needs(f"studies.{sname}.depth[{i}]", name)
+            for i, name in enumerate(study.aux):
+                _known(f"studies.{sname}.aux[{i}]", name, task="segmentation")
+                self._needs(f"studies.{sname}.aux[{i}]", name)
+        return self
+
+    def _needs(self, key: str, name: str) -> None:
+        if name not in self.datasets:
+            raise ValueError(f"{key}: dataset {name!r} is not in `datasets` {self.datasets}; add it there")
+        if name not in self.augment:
+            raise ValueError(f"{key}: dataset {name!r} has no `augment.{name}` section")
+        if self.profile == "mini" and name not in self.synth.counts:
+            raise ValueError(f"{key}: dataset {name!r} has no `synth.counts.{name}` for the mini world")
+
+
+def _known(key: str, name: Any, task: str | None = None) -> None:
+    if name not in REGISTRY:
+        raise ValueError(f"{key}: unknown dataset {name!r}; allowed: {', '.join(sorted(REGISTRY))}")
+    if task and REGISTRY[name].task != task:
+        allowed = sorted(n for n, s in REGISTRY.items() if s.task == task)
+        raise ValueError(f"{key}: {name!r} is a {REGISTRY[name].task} dataset; allowed here: {', '.join(allowed)}")
+
+
+def resolve_profile(raw: Any, profile: str, key: str = "") -> Any:
+    """Replace every ``{mini: x, paper: y}`` mapping by the active profile's value."""
+    if isinstance(raw, dict):
+        if raw and set(raw) <= set(PROFILES):
+            if profile not in raw:
+                raise ParamsError(f"params.yaml: {key}: no value for profile {profile!r} (has {sorted(raw)})")
+            return resolve_profile(raw[profile], profile, key)
+        return {k: resolve_profile(v, profile, f"{key}.{k}" if key else str(k)) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [resolve_profile(v, profile, f"{key}[{i}]") for i, v in enumerate(raw)]
+    return raw
+
+
+def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
+    lines = [f"{source} is not valid:"]
+    for e in err.errors():
+        parts = [prefix] if prefix else []
+        parts += [str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]]
+        loc = ".".join(parts).replace(".[", "[")
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key{shown}")
+        else:
+            lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
+def parse(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    profile = raw.get("profile", "mini")
+    if profile not in PROFILES:
+        raise ParamsError(f"{source}: profile: {profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
+    resolved = resolve_profile(raw, profile)
+    try:
+        params = Params.model_validate(resolved)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+    augment = {}
+    for name, value in params.augment.items():
+        schema = DepthAugment if REGISTRY[name].task == "depth" else SegAugment
+        try:
+            augment[name] = schema.model_validate(value)
+        except ValidationError as err:
+            raise ParamsError(_format_errors(err, source, prefix=f"augment.{name}")) from None
+    return params.model_copy(update={"augment": augment})
+
+
+def load(path: Path | str) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} does not exist: run mdeaux from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse(raw, str(path.name))
