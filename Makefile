@@ -1,0 +1,40 @@
+# mdeaux: `make help` lists the targets. Everything runs inside .venv (created on first use).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := False
+UI_PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help install repro test smoke ui lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/mdeaux: pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and alone: the pinned CPU build (an unpinned torch pulls a multi-GB CUDA build)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+install: $(BIN)/mdeaux ## create .venv and install mdeaux with the pinned versions of constraints.txt
+
+repro: install ## run the whole DAG (dvc repro): synthetic world -> reports/ in the mini profile
+	@mkdir -p data/manual  # tracked by data.dvc; git cannot hold an empty folder
+	dvc repro
+
+test: install ## run the test suite
+	$(BIN)/python -m pytest
+
+ui: install ## MLflow UI on http://127.0.0.1:$(UI_PORT) for the runs in mlflow.db
+	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(UI_PORT)
+
+lock: install ## rewrite constraints.txt from the current environment
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean: ## remove pipeline outputs (not .venv, not data/manual)
+	rm -rf data/mirror data/raw data/prepared data/splits results .snakemake

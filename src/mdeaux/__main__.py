@@ -1,0 +1,5 @@
+import sys
+
+from mdeaux.cli import main
+
+sys.exit(main())

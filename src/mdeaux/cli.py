@@ -1,0 +1,299 @@
+"""The ``mdeaux`` command: one subcommand per pipeline stage.
+
+Every stage reads params.yaml itself (no parameter value is ever spliced into a shell). Inside
+``dvc repro`` a per-dataset stage (``fetch@nyuv2``) takes its dataset from ``DVC_STAGE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mdeaux.params import ParamsError
+
+log = logging.getLogger("mdeaux")
+
+EPILOG = "Stages in order: synth, fetch, prepare, validate, split, train, report. `dvc repro` runs them all."
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("alembic", "urllib3", "great_expectations", "matplotlib", "PIL", "snakemake"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _context():
+    from mdeaux.params import load
+    from mdeaux.paths import Paths
+
+    paths = Paths()
+    return paths, load(paths.params)
+
+
+def _dataset_arg(value: str | None, params) -> list[str]:
+    """The datasets a per-dataset stage works on: the argument, DVC_STAGE's item, or all of them."""
+    from mdeaux.datasets.registry import get
+
+    if value is None:
+        stage = os.environ.get("DVC_STAGE", "")
+        value = stage.split("@", 1)[1] if "@" in stage else None
+    names = [value] if value else list(params.datasets)
+    for name in names:
+        get(name)  # unknown -> KeyError naming the known ones
+    return names
+
+
+# ------------------------------------------------------------------------------------------------
+def cmd_synth(args) -> None:
+    from mdeaux.synth.writers import write_mirror
+
+    paths, params = _context()
+    if params.profile != "mini":
+        log.info("profile %r reads real data: no synthetic world is written", params.profile)
+        paths.mirror.mkdir(parents=True, exist_ok=True)
+        (paths.mirror / "README.md").write_text(f"profile {params.profile}: no synthetic archives (real sources are used)\n")
+        return
+    counts = {name: c.model_dump(exclude_none=True) for name, c in params.synth.counts.items() if name in params.datasets}
+    start = time.perf_counter()
+    write_mirror(paths.mirror, counts, seed=params.synth.seed, workers=params.prepare.workers)
+    log.info("synthetic world written to %s in %.1f s", paths.mirror, time.perf_counter() - start)
+
+
+def cmd_fetch(args) -> None:
+    from mdeaux.datasets.registry import get
+    from mdeaux.fetch import fetch_dataset
+
+    paths, params = _context()
+    for name in _dataset_arg(args.dataset, params):
+        record = fetch_dataset(
+            get(name),
+            paths.raw_of(name),
+            profile=params.profile,
+            mirror_dir=paths.mirror_of(name),
+            manual_dir=paths.manual / name,
+            retries=params.fetch.retries,
+        )
+        log.info("%s: fetched %d archive(s) into %s", name, len(record.get("archives", record)), paths.raw_of(name))
+
+
+def cmd_prepare(args) -> None:
+    from mdeaux.datasets.registry import get
+    from mdeaux.prepare import prepare_dataset
+
+    paths, params = _context()
+    for name in _dataset_arg(args.dataset, params):
+        manifest = prepare_dataset(
+            get(name),
+            paths.raw_of(name),
+            paths.prepared_of(name),
+            workers=params.prepare.workers,
+            shard_rows=params.prepare.shard_rows,
+            check_pinned=params.profile == "paper",
+        )
+        log.info("%s: prepared %s", name, manifest.get("counts"))
+
+
+def cmd_validate(args) -> None:
+    from mdeaux.datasets.registry import get
+    from mdeaux.validate import validate_dataset
+
+    paths, params = _context()
+    expected = None
+    for name in _dataset_arg(args.dataset, params):
+        if params.profile == "mini" and name in params.synth.counts:
+            expected = params.synth.counts[name].model_dump(exclude_none=True)
+        validate_dataset(
+            get(name),
+            paths.prepared_of(name),
+            paths.validation_reports / name,
+            min_valid_frac=params.validate_.min_valid_frac,
+            expected_counts=expected,
+            max_depth_sanity=params.validate_.max_depth_sanity,
+        )
+        log.info("%s: validation passed; report in %s", name, paths.validation_reports / name / "index.html")
+
+
+def cmd_split(args) -> None:
+    from mdeaux.prepare import PreparedDataset
+    from mdeaux.split import write_splits
+
+    paths, params = _context()
+    prepared = {name: PreparedDataset(paths.prepared_of(name)) for name in params.datasets}
+    written = write_splits(prepared, paths.splits, params.split.fractions, params.split.seed)
+    log.info("splits written: %s", ", ".join(str(p) for p in written.values()))
+
+
+def cmd_runs(args) -> None:
+    from mdeaux.runs import is_done, plan
+
+    paths, params = _context()
+    runs = plan(paths, params, write=args.write)
+    done = sum(is_done(paths, r.id) for r in runs)
+    print(f"{len(runs)} run(s) planned, {done} done, {len(runs) - done} missing (store: {paths.runs})")
+    for r in runs:
+        state = "done   " if is_done(paths, r.id) else "missing"
+        print(f"  {r.id}  {state}  {r.label:<40} studies: {', '.join(r.studies)}")
+
+
+def cmd_train(args) -> None:
+    """Plan the runs, hand the missing ones to Snakemake, collect all results."""
+    from mdeaux import atomic, tracking
+    from mdeaux.runs import is_done, plan
+
+    paths, params = _context()
+    runs = plan(paths, params)
+    missing = [r for r in runs if not is_done(paths, r.id)]
+    log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
+    if missing:
+        tracking.setup(paths.mlflow_uri, params.profile)  # create DB + experiment before fan-out
+        snakefile = Path(__file__).resolve().parents[2] / "pipeline" / "Snakefile"
+        if not snakefile.is_file():
+            snakefile = paths.root / "pipeline" / "Snakefile"
+        cmd = [
+            sys.executable, "-m", "snakemake",
+            "--snakefile", str(snakefile),
+            "--directory", str(paths.root),
+            "--cores", str(args.cores or params.runner.cores),
+            "--rerun-triggers", "mtime",
+            "--keep-going",
+            "--printshellcmds",
+        ]  # fmt: skip
+        log.info("running: %s", " ".join(cmd))
+        result = subprocess.run(cmd, cwd=paths.root)
+        failed = [r for r in missing if not is_done(paths, r.id)]
+        if result.returncode != 0 or failed:
+            logs = ", ".join(str(paths.run_dir(r.id) / "train.log") for r in failed)
+            raise SystemExit(f"{len(failed)} run(s) failed; see {logs or 'the Snakemake output above'}")
+    records = []
+    for r in runs:
+        metrics = json.loads((paths.run_dir(r.id) / "metrics.json").read_text())
+        records.append({"id": r.id, "label": r.label, "studies": list(r.studies), "config": r.config, "inputs": r.inputs, "metrics": metrics})
+    summary = {
+        "profile": params.profile,
+        "trained": [r.id for r in missing],
+        "reused": [r.id for r in runs if r not in missing],
+        "runs": records,
+    }
+    atomic.write_json(paths.results / "train.json", summary)
+    log.info("trained %d run(s), reused %d; results in %s", len(summary["trained"]), len(summary["reused"]), paths.results / "train.json")
+
+
+def cmd_run_one(args) -> None:
+    """Train one planned run (what each Snakemake job executes)."""
+    import torch
+
+    from mdeaux import tracking
+    from mdeaux.runs import is_done, load_run, plan
+    from mdeaux.train import train_run
+
+    paths, params = _context()
+    run = load_run(paths, args.run_id)
+    if is_done(paths, run.id) and not args.force:
+        log.info("%s is already done (%s)", run.id, paths.run_dir(run.id) / "metrics.json")
+        return
+    torch.set_num_threads(params.runner.torch_threads)
+    tags = {
+        "run_id": run.id,
+        "label": run.label,
+        "task": run.config["task"],
+        "depth_dataset": run.config["depth_dataset"],
+        "studies": ",".join(next((r.studies for r in plan(paths, params, write=False) if r.id == run.id), ())),
+        "code_version": run.code[:16],
+        **{f"data.{k}": v[:16] for k, v in run.inputs.items()},
+        **tracking.git_state(paths.root),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags)
+    tracker.params(run.config)
+    try:
+        train_run(run, paths, tracker=tracker, progress=not args.no_progress)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    run_dir = paths.run_dir(run.id)
+    for name in ("config.json", "metrics.json", "curves.csv", "evals.csv"):
+        tracker.artifact(run_dir / name)
+    result = json.loads((run_dir / "metrics.json").read_text())
+    tracker.metrics({f"best.{k}": v for k, v in result["best"].items()}, step=result["iterations"])
+    tracker.metrics({f"final.{k}": v for k, v in result["final"].items()}, step=result["iterations"])
+    tracker.finish()
+
+
+def cmd_report(args) -> None:
+    from mdeaux.report import write_reports
+
+    paths, params = _context()
+    written = write_reports(paths, params)
+    log.info("reports written: %s", ", ".join(str(p.relative_to(paths.root)) for p in written))
+
+
+def cmd_params(args) -> None:
+    import yaml
+
+    paths, params = _context()
+    print(yaml.safe_dump(params.model_dump(by_alias=True), sort_keys=False))
+
+
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mdeaux",
+        description="Reproduce Quercia et al., 'Enhancing Monocular Depth Estimation with Multi-Source Auxiliary Tasks'. "
+        "Run from the repository root; parameters come from params.yaml.",
+        epilog=EPILOG,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn, help_: str, dataset: bool = False):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if dataset:
+            sp.add_argument("dataset", nargs="?", help="dataset name (default: DVC_STAGE's item, else every dataset in params `datasets`)")
+        sp.set_defaults(func=fn)
+        return sp
+
+    add("synth", cmd_synth, "write the synthetic mini world's archives (official formats) and checksums to data/mirror/")
+    add("fetch", cmd_fetch, "download or copy a dataset's archives, verify checksums, extract safely into data/raw/<ds>/", True)
+    add("prepare", cmd_prepare, "write Parquet shards (original bytes) and a per-sample stats table to data/prepared/<ds>/", True)
+    add("validate", cmd_validate, "run the Great Expectations suite on a prepared dataset; report in reports/validation/<ds>/", True)
+    add("split", cmd_split, "write seeded, nested training fractions and the test list to data/splits/")
+    sp = add("runs", cmd_runs, "list the planned runs of all studies, which are done and which are missing")
+    sp.add_argument("--write", action="store_true", help="also write runs/<id>/config.json for each planned run")
+    sp = add("train", cmd_train, "plan the runs, train the missing ones with Snakemake, collect results/train.json")
+    sp.add_argument("--cores", type=int, help="Snakemake cores (default: params runner.cores)")
+    sp = add("run-one", cmd_run_one, "train one planned run (as a Snakemake job does)")
+    sp.add_argument("run_id", help="the run id (a folder under runs/)")
+    sp.add_argument("--force", action="store_true", help="train again even if metrics.json exists")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add("report", cmd_report, "render reports/ (Table 3 beside the paper, metrics.json for `dvc exp show`)")
+    add("params", cmd_params, "print the resolved parameters of the active profile")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        args.func(args)
+    except (ParamsError, FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        log.error("%s", msg)
+        if args.verbose:
+            raise
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

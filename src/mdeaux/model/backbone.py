@@ -1,0 +1,243 @@
+"""Frozen DINOv2 backbone, read through Hugging Face ``transformers``.
+
+``FrozenBackbone`` reproduces what DINOv2's depth models feed their decode head
+(dinov2/hub/depthers.py): the normalised image is centre-padded to a multiple of the
+patch size (``CenterPadding``, dinov2/hub/utils.py) and four intermediate blocks are
+returned as ``get_intermediate_layers(x, n=out_index, reshape=True,
+return_class_token=True, norm=False)`` would: a list of ``(patch_map, cls_token)``.
+The weights are read with ``transformers.Dinov2Backbone`` (method.md §6.3), only ever
+from a local folder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, DepthAnythingForDepthEstimation, Dinov2Backbone, Dinov2Config
+
+# DINOv2 ViT-*/14 patch size (method.md §2.1, §3.2; dinov2/hub/backbones.py patch_size=14).
+PATCH_SIZE = 14
+
+# Files a local Hugging Face model folder must hold (the weights in one of the usual layouts).
+CONFIG_FILE = "config.json"
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A known backbone: which blocks feed the DPT decoder and where its weights come from."""
+
+    embed_dim: int | None  # ViT width; None for "tiny" (taken from its config)
+    out_indices: tuple[int, ...] | None  # transformers stage numbers (= DINOv2 0-based block + 1); None: spread
+    apply_layernorm: bool  # final LayerNorm on the taken blocks (DINOv2 norm=False, Depth Anything norm=True)
+    readout_type: str  # DPT readout of the CLS token: "project" (DINOv2) or "ignore" (Depth Anything)
+    post_process_channels: tuple[int, int, int, int] | None  # DPT reassemble widths; None: embed_dim // 2**(3-i)
+    hf_repo: str | None  # Hugging Face repository holding the weights (None: random init)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # Random init for the CPU mini profile; four taps spread evenly over its blocks (see _tiny_out_indices).
+    "tiny": BackboneSpec(None, None, False, "project", None, None),
+    # DINOv2 depth taps (dinov2/hub/depthers.py out_index, 0-based) vit_small/base [2,5,8,11],
+    # vit_large [4,11,17,23], vit_giant2 [9,19,29,39], + 1 for transformers (method.md §3.2, §6.3);
+    # norm=False -> apply_layernorm=False; readout "project" (method.md §3.3). Widths 384/768/1024/1536
+    # (dinov2/models/vision_transformer.py vit_small/base/large/giant2).
+    "dinov2_vits14": BackboneSpec(384, (3, 6, 9, 12), False, "project", None, "facebook/dinov2-small"),
+    "dinov2_vitb14": BackboneSpec(768, (3, 6, 9, 12), False, "project", None, "facebook/dinov2-base"),
+    "dinov2_vitl14": BackboneSpec(1024, (5, 12, 18, 24), False, "project", None, "facebook/dinov2-large"),
+    "dinov2_vitg14": BackboneSpec(1536, (10, 20, 30, 40), False, "project", None, "facebook/dinov2-giant"),
+    # Depth Anything V1 ViT-L encoder: last four blocks with the final LayerNorm, CLS token dropped
+    # (use_clstoken=False) and DPT widths out_channels=[256, 512, 1024, 1024] (method.md §5.1; the HF
+    # conversion uses out_indices [21,22,23,24], apply_layernorm=True, method.md §6.3).
+    "depth_anything_vitl14": BackboneSpec(
+        1024, (21, 22, 23, 24), True, "ignore", (256, 512, 1024, 1024), "LiheYoung/depth-anything-large-hf"
+    ),
+}
+
+# Defaults of the random "tiny" ViT; DINOv2 geometry (image_size 518, patch 14: dinov2/hub/backbones.py).
+TINY_DEFAULTS: dict = {
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "mlp_ratio": 4,
+    "image_size": 518,
+    "patch_size": PATCH_SIZE,
+}
+TINY_KEYS = frozenset(TINY_DEFAULTS) | {"out_indices"}
+
+
+def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
+    """(before, after) zero padding bringing ``size`` to a multiple of ``multiple`` (dinov2 CenterPadding)."""
+    new_size = math.ceil(size / multiple) * multiple
+    pad = new_size - size
+    return pad // 2, pad - pad // 2
+
+
+def center_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad H and W of (B, C, H, W) to multiples of ``multiple``, centred (method.md §3.2)."""
+    top, bottom = pad_amounts(x.shape[-2], multiple)
+    left, right = pad_amounts(x.shape[-1], multiple)
+    return F.pad(x, (left, right, top, bottom))
+
+
+class FrozenBackbone(nn.Module):
+    """A ``Dinov2Backbone`` that is never trained and returns DINOv2-style intermediate layers."""
+
+    def __init__(self, model: Dinov2Backbone):
+        super().__init__()
+        config = model.config
+        if config.reshape_hidden_states:
+            raise ValueError("FrozenBackbone needs reshape_hidden_states=False (the CLS token must be kept)")
+        if len(model.out_features) != 4:
+            raise ValueError(f"the DPT decoder needs 4 feature maps, the backbone gives {model.out_features}")
+        self.model = model
+        self.embed_dim: int = config.hidden_size
+        patch = config.patch_size
+        self.patch_size: int = patch if isinstance(patch, int) else int(patch[0])
+        self.out_indices: tuple[int, ...] = tuple(config.out_indices)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> FrozenBackbone:
+        """Always stay in eval mode (DINOv2 depth: frozen backbone, frozen_stages=100, method.md §3.2)."""
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised (B, 3, H, W) -> 4 x (patch map (B, C, h, w), cls (B, C)), h, w = padded size / 14."""
+        channels = self.model.config.num_channels
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ValueError(f"expected a (B, {channels}, H, W) image batch, got shape {tuple(x.shape)}")
+        x = center_pad(x, self.patch_size)
+        b = x.shape[0]
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        with torch.no_grad():
+            sequences = self.model(pixel_values=x).feature_maps  # each (B, 1 + h*w, C), CLS first
+        out = []
+        for seq in sequences:
+            if seq.shape[1] != 1 + h * w:
+                raise ValueError(f"expected 1 + {h}*{w} tokens, got {seq.shape[1]} (registers are not supported)")
+            patches = seq[:, 1:].reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+            out.append((patches, seq[:, 0]))
+        return out
+
+
+def _tiny_out_indices(num_layers: int) -> list[int]:
+    """Four taps spread evenly, as DINOv2's [3,6,9,12]/[10,20,30,40] (1-based) for 12/40 blocks."""
+    if num_layers < 4:
+        raise ValueError(f"the tiny backbone needs num_hidden_layers >= 4 for four DPT taps, got {num_layers}")
+    return [math.ceil(num_layers * (k + 1) / 4) for k in range(4)]
+
+
+def _build_tiny(tiny: dict | None, seed: int) -> Dinov2Backbone:
+    tiny = dict(tiny or {})
+    unknown = set(tiny) - TINY_KEYS
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} in the tiny backbone config; allowed: {sorted(TINY_KEYS)}")
+    params = {**TINY_DEFAULTS, **tiny}
+    out_indices = params.pop("out_indices", None) or _tiny_out_indices(params["num_hidden_layers"])
+    config = Dinov2Config(
+        **params,
+        out_indices=list(out_indices),
+        apply_layernorm=BACKBONES["tiny"].apply_layernorm,
+        reshape_hidden_states=False,
+    )
+    # Seeded init on a forked RNG so the caller's global torch RNG stream is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Dinov2Backbone(config)
+
+
+def _missing_weights_message(name: str, spec: BackboneSpec, folder: Path | None, problem: str) -> str:
+    where = "no weights_dir was given" if folder is None else f"{problem}: {folder}"
+    return (
+        f"backbone {name!r}: {where}. It must be a local Hugging Face model folder holding "
+        f"{CONFIG_FILE} and model.safetensors (or another of {', '.join(WEIGHT_FILES[1:])}). "
+        f"Get it on a machine with internet, e.g. `huggingface-cli download {spec.hf_repo} "
+        f"--local-dir <folder>` (Hugging Face repo {spec.hf_repo!r}), and copy the folder here; "
+        "nothing is downloaded at run time."
+    )
+
+
+def _check_config(name: str, spec: BackboneSpec, config: Dinov2Config, folder: Path) -> None:
+    """The folder's ViT must have the width, depth and patch size the table expects."""
+    patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+    if config.hidden_size != spec.embed_dim or patch != PATCH_SIZE or config.num_hidden_layers < max(spec.out_indices):
+        raise ValueError(
+            f"backbone {name!r} expects a ViT with hidden_size {spec.embed_dim}, patch_size {PATCH_SIZE} and at "
+            f"least {max(spec.out_indices)} layers (weights {spec.hf_repo!r}), but {folder} holds hidden_size "
+            f"{config.hidden_size}, patch_size {patch}, {config.num_hidden_layers} layers"
+        )
+
+
+def _load_depth_anything_backbone(folder: Path, config: Dinov2Config, spec: BackboneSpec) -> Dinov2Backbone:
+    """The ``backbone`` submodule of a DepthAnythingForDepthEstimation folder, with our taps."""
+    full, info = DepthAnythingForDepthEstimation.from_pretrained(
+        folder, local_files_only=True, output_loading_info=True
+    )
+    missing = sorted(k for k in info["missing_keys"] if k.startswith("backbone."))
+    if missing:
+        raise ValueError(f"{folder} lacks backbone weights {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    params = config.to_dict()
+    for key in ("out_features", "stage_names"):  # re-derived from out_indices
+        params.pop(key, None)
+    params.update(out_indices=list(spec.out_indices), apply_layernorm=spec.apply_layernorm, reshape_hidden_states=False)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        backbone = Dinov2Backbone(Dinov2Config(**params))
+    backbone.load_state_dict(full.backbone.state_dict(), strict=True, assign=True)
+    return backbone
+
+
+def _load_pretrained(name: str, spec: BackboneSpec, weights_dir: Path | str | None) -> Dinov2Backbone:
+    if weights_dir is None:
+        raise FileNotFoundError(_missing_weights_message(name, spec, None, ""))
+    folder = Path(weights_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(_missing_weights_message(name, spec, folder, "weights folder does not exist"))
+    if not (folder / CONFIG_FILE).is_file() or not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise FileNotFoundError(_missing_weights_message(name, spec, folder, "weights folder is incomplete"))
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    if config.model_type == "depth_anything":
+        _check_config(name, spec, config.backbone_config, folder)
+        return _load_depth_anything_backbone(folder, config.backbone_config, spec)
+    if config.model_type != "dinov2":
+        raise ValueError(f"{folder} holds a {config.model_type!r} model; backbone {name!r} needs a DINOv2 one")
+    _check_config(name, spec, config, folder)
+    model, info = Dinov2Backbone.from_pretrained(
+        folder,
+        out_indices=list(spec.out_indices),
+        apply_layernorm=spec.apply_layernorm,
+        reshape_hidden_states=False,  # keep the CLS token (method.md §6.3, HF DINOv2-DPT conversion)
+        local_files_only=True,
+        output_loading_info=True,
+    )
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise ValueError(f"{folder} lacks backbone weights {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return model
+
+
+def build_backbone(
+    name: str, *, weights_dir: Path | str | None = None, tiny: dict | None = None, seed: int = 0
+) -> FrozenBackbone:
+    """A frozen backbone by table name: "tiny" is random (seeded), the others load from ``weights_dir``."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    spec = BACKBONES[name]
+    if spec.hf_repo is None:
+        if weights_dir is not None:
+            raise ValueError(f"backbone {name!r} is randomly initialised; weights_dir must be None")
+        return FrozenBackbone(_build_tiny(tiny, seed))
+    if tiny is not None:
+        raise ValueError(f"the 'tiny' settings only apply to the 'tiny' backbone, not {name!r}")
+    return FrozenBackbone(_load_pretrained(name, spec, weights_dir))

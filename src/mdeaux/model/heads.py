@@ -1,0 +1,69 @@
+"""Small task heads on the shared DPT decoder output (method.md §2.1, §3.3 item 5, §5.1)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_DEPTH = 0.001  # dinov2 hub/depthers.py min_depth=0.001 (method.md §3.3)
+
+
+class Interpolate(nn.Module):
+    """``F.interpolate`` as a layer (dinov2 decode_heads.py Interpolate)."""
+
+    def __init__(self, scale_factor: float, mode: str, align_corners: bool = False):
+        super().__init__()
+        self.scale_factor = scale_factor
+        self.mode = mode
+        self.align_corners = align_corners
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
+
+
+class DepthHead(nn.Module):
+    """h_phi: DINOv2 ``HeadDepth`` then ``relu(.) + min_depth`` (dinov2 DPTHead.depth_pred, classify=False).
+
+    (B, C, H, W) decoder features -> (B, 1, 2H, 2W) depth >= min_depth. PyTorch default init, as in dinov2.
+    """
+
+    def __init__(self, channels: int = 256, min_depth: float = MIN_DEPTH):
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"DepthHead needs at least 2 input channels, got {channels}")
+        self.min_depth = float(min_depth)
+        # Conv3x3(C -> C/2), x2 bilinear (align_corners=True), Conv3x3(C/2 -> 32), ReLU, Conv1x1(32 -> 1)
+        # (dinov2 HeadDepth; 32 channels as there).
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels // 2, kernel_size=3, stride=1, padding=1),
+            Interpolate(scale_factor=2, mode="bilinear", align_corners=True),
+            nn.Conv2d(channels // 2, 32, kernel_size=3, stride=1, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 1, kernel_size=1, stride=1, padding=0),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.head(x)) + self.min_depth
+
+
+class ClassHead(nn.Module):
+    """h_psi: Conv3x3(C -> C), ReLU, Conv1x1(C -> K) logits at the decoder resolution.
+
+    Depth Anything's ``nclass > 1`` output head (depth_anything/dpt.py, method.md §5.1); used for
+    segmentation, dense multi-label classification and (K = 3) image reconstruction. PyTorch default init.
+    """
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        if num_classes < 1 or channels < 1:
+            raise ValueError(f"ClassHead needs positive channels and num_classes, got {channels}, {num_classes}")
+        self.num_classes = num_classes
+        self.head = nn.Sequential(
+            nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, num_classes, kernel_size=1, stride=1, padding=0),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)

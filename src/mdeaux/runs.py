@@ -1,0 +1,155 @@
+"""Runs: fully resolved training configurations, content-addressed.
+
+A run id is the hash of (a) the resolved run configuration, (b) the versions of its input data (the
+prepared datasets' ``data_version`` and the split file's digest) and (c) the training code. The same
+configuration planned by two studies is one run; a changed parameter, dataset or training code gives
+a new id; an unchanged run is never trained again. Baseline runs (alpha = 1) carry no alpha and no
+auxiliary settings, so ``dvc exp run -S alpha=0.8`` reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdeaux import atomic
+from mdeaux.params import Params
+from mdeaux.paths import Paths
+
+PACKAGE = Path(__file__).resolve().parent
+# The code whose behaviour decides a run's numbers. A change to any of these files changes every
+# run id; code outside this list (CLI, reports, validation, tracking) does not.
+TRAINING_CODE = (
+    "datasets",
+    "model",
+    "transforms.py",
+    "losses.py",
+    "metrics.py",
+    "schedule.py",
+    "prepare.py",
+    "train.py",
+)
+AUX_ONLY_TRAIN_KEYS = ("mldc_average",)  # train params a baseline run does not use
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    config: dict[str, Any]
+    inputs: dict[str, str]
+    code: str
+    studies: tuple[str, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        task = "baseline" if c["task"] == "baseline" else f"{c['task']}+{'+'.join(c['aux_datasets'])}"
+        return f"{c['depth_dataset']}/{task}/a{c['alpha']:g}/s{c['seed']}"
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "config": self.config, "inputs": self.inputs, "code": self.code}
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def code_version() -> str:
+    """sha256 over the training code files (path and content), in a fixed order."""
+    h = hashlib.sha256()
+    for entry in TRAINING_CODE:
+        path = PACKAGE / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(f.relative_to(PACKAGE).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def data_versions(paths: Paths, datasets: list[str]) -> dict[str, str]:
+    """The prepared data version and the split digest of each dataset a run reads."""
+    out: dict[str, str] = {}
+    for name in datasets:
+        manifest = paths.prepared_of(name) / "manifest.json"
+        split = paths.split_of(name)
+        for f, what in ((manifest, "prepare"), (split, "split")):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} is missing: run `dvc repro {what}` (or `mdeaux {what}`) first")
+        out[f"{name}:data"] = json.loads(manifest.read_text())["data_version"]
+        out[f"{name}:split"] = hashlib.sha256(split.read_bytes()).hexdigest()
+    return out
+
+
+def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], seed: int, fraction: float = 1.0) -> dict:
+    """Everything that decides the numbers of one run, and nothing else."""
+    baseline = task == "baseline"
+    train = params.train.model_dump()
+    if baseline:
+        for key in AUX_ONLY_TRAIN_KEYS:
+            train.pop(key)
+    used = [depth] + ([] if baseline else list(aux))
+    return {
+        "profile": params.profile,
+        "depth_dataset": depth,
+        "aux_datasets": [] if baseline else list(aux),
+        "task": task,
+        "alpha": 1.0 if baseline else params.alpha,  # alpha = 1 is the DINOv2 baseline (paper §3)
+        "seed": seed,
+        "fraction": fraction,
+        "model": params.model.model_dump(),
+        "train": train,
+        "augment": {name: params.augment[name].model_dump() for name in used},
+    }
+
+
+def planned_configs(params: Params) -> list[tuple[dict, str]]:
+    """(config, study) pairs of every study, before deduplication."""
+    out = []
+    for name, study in params.studies.items():
+        for depth in study.depth:
+            for seed in study.seeds:
+                out.append((resolve_config(params, depth=depth, task="baseline", aux=[], seed=seed), name))
+                for task in study.tasks:
+                    out.append((resolve_config(params, depth=depth, task=task, aux=study.aux, seed=seed), name))
+    return out
+
+
+def make_run(config: dict, paths: Paths, code: str) -> Run:
+    used = [config["depth_dataset"], *config["aux_datasets"]]
+    inputs = data_versions(paths, used)
+    digest = hashlib.sha256(canonical({"config": config, "inputs": inputs, "code": code}).encode()).hexdigest()
+    return Run(id=digest[:16], config=config, inputs=inputs, code=code)
+
+
+def plan(paths: Paths, params: Params, *, write: bool = True) -> list[Run]:
+    """The deduplicated runs of all studies, in a stable order; writes runs/<id>/config.json."""
+    code = code_version()
+    runs: dict[str, Run] = {}
+    studies: dict[str, list[str]] = {}
+    for config, study in planned_configs(params):
+        run = make_run(config, paths, code)
+        runs.setdefault(run.id, run)
+        studies.setdefault(run.id, [])
+        if study not in studies[run.id]:
+            studies[run.id].append(study)
+    planned = [Run(r.id, r.config, r.inputs, r.code, tuple(studies[r.id])) for r in runs.values()]
+    if write:
+        for run in planned:
+            target = paths.run_dir(run.id) / "config.json"
+            if not target.exists():
+                atomic.write_json(target, run.record())
+    return planned
+
+
+def load_run(paths: Paths, run_id: str) -> Run:
+    f = paths.run_dir(run_id) / "config.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} is missing: plan the run first with `mdeaux train` (or `mdeaux runs --write`)")
+    rec = json.loads(f.read_text())
+    return Run(id=rec["id"], config=rec["config"], inputs=rec["inputs"], code=rec["code"])
+
+
+def is_done(paths: Paths, run_id: str) -> bool:
+    return (paths.run_dir(run_id) / "metrics.json").is_file()

@@ -1,0 +1,98 @@
+"""The whole DAG on a tiny subset of the mini world, in a fresh copy of the repository.
+
+Covers: every stage runs; a second `dvc repro` reruns nothing; `dvc exp run -S alpha=0.8` trains only
+the alpha-dependent runs and reuses the baselines; MLflow holds the runs with their params.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def sh(cmd, cwd, env, check=True):
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+def tiny_params(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text())
+    raw["synth"]["counts"] = {"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}}
+    raw["train"]["iterations"]["mini"] = 4
+    raw["train"]["warmup_iters"]["mini"] = 2
+    raw["train"]["eval_every"]["mini"] = 2
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("dag") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file() and not rel.startswith(("reports/", "dvc.lock")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    tiny_params(dest / "params.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "MDEAUX_"))}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    sh(["git", "init", "-q"], dest, env)
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-qm", "copy"], dest, env)
+    (dest / "data" / "manual").mkdir(parents=True)
+    return dest, env
+
+
+def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
+    dest, env = repo
+    sh(["dvc", "repro"], dest, env)
+    for out in ("data/mirror/nyuv2/nyu.zip", "data/mirror/ade20k/SHA256SUMS", "data/raw/nyuv2/FETCHED.json",
+                "data/prepared/ade20k/manifest.json", "reports/validation/nyuv2/index.html", "data/splits/nyuv2.json",
+                "results/train.json", "reports/table3.md", "reports/metrics.json"):
+        assert (dest / out).is_file(), out
+    train = json.loads((dest / "results/train.json").read_text())
+    assert len(train["runs"]) == 4 and len(train["trained"]) == 4
+    for run in train["runs"]:
+        run_dir = dest / "runs" / run["id"]
+        assert {"config.json", "metrics.json", "curves.csv", "evals.csv"} <= {p.name for p in run_dir.iterdir()}
+        assert 0 < run["metrics"]["best"]["abs_rel"] < 10
+    metrics = json.loads((dest / "reports/metrics.json").read_text())
+    assert set(metrics["table3"]["rows"]["nyuv2"]) >= {"baseline_abs_rel_x1e4", "mldc_abs_rel_x1e4", "gain_pct"}
+    table = (dest / "reports/table3.md").read_text()
+    assert "NYU Depth V2" in table and "809 ± 10" in table and "not comparable" in table
+
+    status = sh(["dvc", "status"], dest, env).stdout
+    assert "Data and pipelines are up to date" in status, status
+    second = sh(["dvc", "repro"], dest, env).stdout
+    assert "Running stage" not in second, second
+
+    # MLflow: one experiment, four runs, every resolved config value as a param
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
+    found = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list")
+    assert len(found) == 4
+    assert {r.data.params["alpha"] for r in found} == {"1.0", "0.9"}
+    assert all("test.abs_rel" in r.data.metrics and r.data.tags["run_id"] for r in found)
+
+    sh(["git", "add", "-A"], dest, env)
+    sh(["git", "commit", "-qm", "baseline results"], dest, env)
+    sh(["dvc", "exp", "run", "-S", "alpha=0.8"], dest, env)
+    exp = json.loads((dest / "results/train.json").read_text())
+    trained = {r["id"]: r for r in exp["runs"] if r["id"] in exp["trained"]}
+    reused = {r["id"]: r for r in exp["runs"] if r["id"] in exp["reused"]}
+    assert len(trained) == 2 and all(r["config"]["alpha"] == 0.8 for r in trained.values())
+    assert len(reused) == 2 and all(r["config"]["task"] == "baseline" for r in reused.values())

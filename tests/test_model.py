@@ -1,0 +1,265 @@
+"""Model: frozen backbone, DINOv2 DPT decoder, heads (method.md §3.2, §3.3, §5.1, §6.3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Backbone, Dinov2Config
+
+from mdeaux.model import BACKBONES, ClassHead, DepthHead, DPTDecoder, build_backbone, build_model
+from mdeaux.model.backbone import BackboneSpec, FrozenBackbone, center_pad, pad_amounts
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "mlp_ratio": 2}
+VITG_DECODER_PARAMS = 61_468_800  # DINOv2 ViT-g DPT head without conv_depth (embed 1536, post 192..1536, 256 ch)
+
+
+def tiny_model(**extra):
+    return build_model({"backbone": "tiny", "tiny": TINY, "decoder_channels": 16, **extra})
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ---------------------------------------------------------------- decoder
+
+
+def expected_dpt_params(embed: int, post: list[int], ch: int) -> int:
+    """Parameter count from the layer shapes of dinov2 DPTHead (readout project), without conv_depth."""
+    conv = lambda cin, cout, k, bias: cin * cout * k * k + (cout if bias else 0)  # noqa: E731
+    readout = 4 * (2 * embed * embed + embed)  # Linear(2C -> C) per level
+    projects = sum(conv(embed, p, 1, True) for p in post)
+    resize = conv(post[0], post[0], 4, True) + conv(post[1], post[1], 2, True) + conv(post[3], post[3], 3, True)
+    convs = sum(conv(p, ch, 3, False) for p in post)
+    rcu = 2 * conv(ch, ch, 3, False)
+    fusion = 7 * rcu + 4 * conv(ch, ch, 1, True)  # block 0 has no res_conv_unit1
+    project = conv(ch, ch, 3, True)
+    return readout + projects + resize + convs + fusion + project
+
+
+def test_vitg_decoder_parameter_count():
+    with torch.device("meta"):
+        decoder = DPTDecoder(1536, (192, 384, 768, 1536), channels=256, readout_type="project")
+    assert decoder.post_process_channels == [192, 384, 768, 1536]
+    assert n_params(decoder) == VITG_DECODER_PARAMS
+    assert expected_dpt_params(1536, [192, 384, 768, 1536], 256) == VITG_DECODER_PARAMS
+    with torch.device("meta"):
+        default = DPTDecoder(1536)  # post_process_channels default embed // 2**(3-i)
+    assert n_params(default) == VITG_DECODER_PARAMS
+
+
+def test_decoder_structure_follows_dinov2():
+    decoder = DPTDecoder(64, channels=16)
+    assert decoder.fusion_blocks[0].res_conv_unit1 is None
+    assert all(c.conv.bias is None for c in decoder.convs)
+    for block in decoder.fusion_blocks:
+        units = [u for u in (block.res_conv_unit1, block.res_conv_unit2) if u is not None]
+        assert all(m.conv.bias is None and m.act_first for u in units for m in (u.conv1, u.conv2))
+        assert block.project.conv.bias is not None and block.project.activate is None
+    assert decoder.project.conv.bias is not None and decoder.project.activate is not None
+    keys = set(decoder.state_dict())
+    assert "reassemble_blocks.readout_projects.0.0.weight" in keys
+    assert "fusion_blocks.1.res_conv_unit1.conv1.conv.weight" in keys
+    assert not any(k.startswith("fusion_blocks.0.res_conv_unit1") for k in keys)
+
+
+def test_conv_module_init_is_kaiming_fan_out():
+    torch.manual_seed(0)
+    decoder = DPTDecoder(64, channels=64)
+    w = decoder.convs[3].conv.weight  # 64 -> 64, 3x3: std sqrt(2 / fan_out)
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.1)
+    assert torch.all(decoder.project.conv.bias == 0)
+    linear = decoder.reassemble_blocks.readout_projects[0][0]  # PyTorch default init
+    assert linear.weight.abs().max().item() <= 1 / math.sqrt(128)
+
+
+def test_decoder_shapes_and_readouts():
+    feats = [(torch.randn(2, 32, 4, 6), torch.randn(2, 32)) for _ in range(4)]
+    for readout in ("project", "ignore", "add"):
+        out = DPTDecoder(32, channels=8, readout_type=readout)(feats)
+        assert out.shape == (2, 8, 32, 48)  # 8h x 8w for an even grid
+    assert not hasattr(DPTDecoder(32, readout_type="ignore").reassemble_blocks, "readout_projects")
+    with pytest.raises(ValueError, match="readout_type"):
+        DPTDecoder(32, readout_type="bogus")
+    with pytest.raises(ValueError, match="4"):
+        DPTDecoder(32, channels=8)(feats[:3])
+
+
+# ---------------------------------------------------------------- heads
+
+
+def test_depth_head_and_class_head():
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 6, 8)
+    depth = DepthHead(16, min_depth=0.25)(x)
+    assert depth.shape == (2, 1, 12, 16)
+    assert depth.min().item() >= 0.25
+    assert ClassHead(16, 7)(x).shape == (2, 7, 6, 8)
+
+
+def test_depth_output_is_16x_patch_grid():
+    model = tiny_model()
+    x = torch.randn(1, 3, 56, 84)  # grid 4 x 6
+    depth = model.depth(x)
+    assert depth.shape == (1, 1, 64, 96)
+    assert depth.min().item() >= 0.001
+
+
+# ---------------------------------------------------------------- backbone
+
+
+def test_center_padding_nyu_crop():
+    assert pad_amounts(416, 14) == (2, 2) and pad_amounts(544, 14) == (1, 1)
+    assert pad_amounts(417, 14) == (1, 2)  # left/top = pad // 2
+    padded = center_pad(torch.ones(1, 1, 417, 543), 14)  # pads 3 and 3: 1 before, 2 after
+    assert padded.shape == (1, 1, 420, 546)
+    column, row = padded[0, 0, :, 5].tolist(), padded[0, 0, 5, :].tolist()
+    assert column[:2] == [0.0, 1.0] and column[-3:] == [1.0, 0.0, 0.0]
+    assert row[:2] == [0.0, 1.0] and row[-3:] == [1.0, 0.0, 0.0]
+
+    model = tiny_model(aux_heads={"ade20k": 5})
+    x = torch.randn(1, 3, 416, 544)
+    feats = model.backbone(x)
+    assert len(feats) == 4
+    for patches, cls in feats:
+        assert patches.shape == (1, 32, 30, 39) and cls.shape == (1, 32)
+    manual = model.backbone.model(pixel_values=F.pad(x, (1, 1, 2, 2))).feature_maps[0]
+    torch.testing.assert_close(feats[0][1], manual[:, 0])
+    torch.testing.assert_close(feats[0][0][0, :, 0, 1], manual[0, 2])
+    assert model.decoder(feats).shape == (1, 16, 240, 320)  # 16 * ceil(h / 2) for the odd grid
+    assert model.aux(x, "ade20k").shape == (1, 5, 240, 320)
+
+
+def test_tiny_backbone_is_frozen():
+    model = tiny_model(aux_heads={"seg": 3})
+    model.train()
+    assert not model.backbone.training
+    assert not any(m.training for m in model.backbone.modules())
+    assert model.decoder.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    x = torch.randn(2, 3, 28, 28)
+    loss = model.depth(x).mean() + model.aux(x, "seg").square().mean()
+    loss.backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.decoder_parameters())
+    assert {id(p) for p in model.decoder_parameters()} == {id(p) for p in model.decoder.parameters()}
+
+
+def test_tiny_backbone_seeded_without_touching_global_rng():
+    state = torch.get_rng_state()
+    a = build_backbone("tiny", tiny=TINY, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = build_backbone("tiny", tiny=TINY, seed=3)
+    c = build_backbone("tiny", tiny=TINY, seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.out_indices == (1, 2, 3, 4) and a.embed_dim == 32 and a.patch_size == 14
+    assert build_backbone("tiny", tiny={**TINY, "num_hidden_layers": 12}).out_indices == (3, 6, 9, 12)
+    with pytest.raises(ValueError, match="allowed"):
+        build_backbone("tiny", tiny={"hidden_sise": 32})
+
+
+def test_backbone_table():
+    assert BACKBONES["dinov2_vitg14"].out_indices == (10, 20, 30, 40)
+    assert BACKBONES["dinov2_vitl14"].out_indices == (5, 12, 18, 24)
+    assert BACKBONES["dinov2_vits14"].out_indices == BACKBONES["dinov2_vitb14"].out_indices == (3, 6, 9, 12)
+    assert [BACKBONES[f"dinov2_vit{s}14"].embed_dim for s in "sblg"] == [384, 768, 1024, 1536]
+    assert not any(BACKBONES[f"dinov2_vit{s}14"].apply_layernorm for s in "sblg")
+    da = BACKBONES["depth_anything_vitl14"]
+    assert da.out_indices == (21, 22, 23, 24) and da.apply_layernorm and da.readout_type == "ignore"
+
+
+def _tiny_config(**kw) -> Dinov2Config:
+    return Dinov2Config(**TINY, image_size=518, patch_size=14, **kw)
+
+
+def test_load_local_dinov2_folder(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    saved = Dinov2Backbone(_tiny_config()).eval()
+    saved.save_pretrained(tmp_path / "dinov2")
+    spec = BackboneSpec(32, (1, 2, 3, 4), False, "project", None, "facebook/dinov2-small")
+    monkeypatch.setitem(BACKBONES, "local_test", spec)
+    loaded = build_backbone("local_test", weights_dir=tmp_path / "dinov2")
+    assert isinstance(loaded, FrozenBackbone) and loaded.out_indices == (1, 2, 3, 4)
+    assert not loaded.model.config.apply_layernorm and not loaded.model.config.reshape_hidden_states
+    reference = FrozenBackbone(
+        Dinov2Backbone.from_pretrained(
+            tmp_path / "dinov2", out_indices=[1, 2, 3, 4], apply_layernorm=False, reshape_hidden_states=False,
+            local_files_only=True,
+        )
+    )
+    x = torch.randn(1, 3, 30, 44)
+    for (p1, c1), (p2, c2) in zip(loaded(x), reference(x)):
+        torch.testing.assert_close(p1, p2)
+        torch.testing.assert_close(c1, c2)
+
+    monkeypatch.setitem(BACKBONES, "wrong_width", BackboneSpec(48, (1, 2, 3, 4), False, "project", None, "x/y"))
+    with pytest.raises(ValueError, match="hidden_size 48"):
+        build_backbone("wrong_width", weights_dir=tmp_path / "dinov2")
+
+
+def test_load_local_depth_anything_folder(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    config = DepthAnythingConfig(
+        backbone_config=_tiny_config(out_indices=[1, 2, 3, 4], apply_layernorm=True, reshape_hidden_states=False),
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=8,
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(tmp_path / "da")
+    reference = DepthAnythingForDepthEstimation.from_pretrained(tmp_path / "da", local_files_only=True).backbone
+    spec = BackboneSpec(32, (1, 2, 3, 4), True, "ignore", (8, 16, 32, 32), "LiheYoung/depth-anything-large-hf")
+    monkeypatch.setitem(BACKBONES, "da_test", spec)
+    loaded = build_backbone("da_test", weights_dir=tmp_path / "da")
+    assert loaded.model.config.apply_layernorm and loaded.out_indices == (1, 2, 3, 4)
+    x = torch.randn(1, 3, 28, 42)
+    ref = reference.eval()(pixel_values=x).feature_maps
+    for (patches, cls), seq in zip(loaded(x), ref):
+        torch.testing.assert_close(cls, seq[:, 0])
+        torch.testing.assert_close(patches.flatten(2).transpose(1, 2), seq[:, 1:])
+
+
+def test_missing_weights_dir_message(tmp_path):
+    folder = tmp_path / "no_such_weights"
+    with pytest.raises(FileNotFoundError) as err:
+        build_backbone("dinov2_vitg14", weights_dir=folder)
+    message = str(err.value)
+    for part in (str(folder), "config.json", "model.safetensors", "facebook/dinov2-giant"):
+        assert part in message
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        build_backbone("depth_anything_vitl14", weights_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="LiheYoung/depth-anything-large-hf"):
+        build_backbone("depth_anything_vitl14")
+
+
+def test_bad_names_and_settings():
+    with pytest.raises(ValueError, match="dinov2_vitg14") as err:
+        build_backbone("dinov3_vitg14")
+    assert "tiny" in str(err.value) and "depth_anything_vitl14" in str(err.value)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model({"backbone": "vit_huge"})
+    with pytest.raises(ValueError, match="decoder_chanels"):
+        build_model({"backbone": "tiny", "decoder_chanels": 8})
+    with pytest.raises(ValueError, match="weights_dir"):
+        build_backbone("tiny", weights_dir="/tmp")
+    model = tiny_model(aux_heads={"ade20k": 4})
+    with pytest.raises(KeyError, match="ade20k"):
+        model.aux(torch.randn(1, 3, 14, 14), "nyu_seg")
+    with pytest.raises(ValueError, match="aux_heads"):
+        tiny_model(aux_heads={"ade20k": "150"})
+
+
+def test_build_model_uses_backbone_defaults(monkeypatch):
+    monkeypatch.setitem(BACKBONES, "tiny", BackboneSpec(None, None, True, "ignore", (8, 16, 32, 32), None))
+    model = tiny_model(aux_heads={"ade20k": 150, "recon": 3}, min_depth=0.5)
+    assert model.decoder.post_process_channels == [8, 16, 32, 32]
+    assert model.decoder.reassemble_blocks.readout_type == "ignore"
+    assert model.backbone.model.config.apply_layernorm
+    assert model.depth_head.min_depth == 0.5
+    assert {k: h.num_classes for k, h in model.aux_heads.items()} == {"ade20k": 150, "recon": 3}

@@ -1,0 +1,68 @@
+"""params.yaml schema: the repository's file loads; bad values stop with an error naming the key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mdeaux.params import ParamsError, load, parse, resolve_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_change(change):
+    raw = copy.deepcopy(RAW)
+    change(raw)
+    return raw
+
+
+def test_repository_params_load_in_both_profiles():
+    mini = load(ROOT / "params.yaml")
+    assert mini.profile == "mini" and mini.model.backbone == "tiny"
+    paper = parse(with_change(lambda r: r.update(profile="paper")))
+    assert paper.model.backbone == "dinov2_vitg14"
+    assert paper.train.iterations == 38400 and paper.train.warmup_iters == 12800  # DINOv2 (method.md §3.5)
+    assert paper.augment["nyuv2"].crop_size == [416, 544]
+    assert paper.studies["table3"].seeds == [0, 1, 2, 3]
+
+
+def test_profile_values_resolve_recursively():
+    raw = {"a": {"mini": 1, "paper": 2}, "b": [{"mini": "x", "paper": "y"}], "c": {"d": 3}}
+    assert resolve_profile(raw, "paper") == {"a": 2, "b": ["y"], "c": {"d": 3}}
+    with pytest.raises(ParamsError, match=r"train\.x: no value for profile 'paper'"):
+        resolve_profile({"train": {"x": {"mini": 1}}}, "paper")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.update(alpha=1.5), r"alpha: Input should be less than or equal to 1 \(got 1.5\)"),
+        (lambda r: r.update(alpha=-0.1), r"alpha: Input should be greater than or equal to 0"),
+        (lambda r: r.update(alpha="high"), r"alpha: Input should be a valid number \(got 'high'\)"),
+        (lambda r: r["train"].update(lrr=1), r"train\.lrr: unknown key"),
+        (lambda r: r["train"].update(lr="abc"), r"train\.lr: Input should be a valid number"),
+        (lambda r: r["studies"]["table3"].update(depth=["nyu"]), r"studies\.table3\.depth\[0\]: unknown dataset 'nyu'; allowed: ade20k, nyuv2"),
+        (lambda r: r["studies"]["table3"].update(aux=["nyuv2"]), r"'nyuv2' is a depth dataset; allowed here: ade20k"),
+        (lambda r: r.update(datasets=["nyuv2", "kitty"]), r"datasets\[1\]: unknown dataset 'kitty'"),
+        (lambda r: r["augment"]["nyuv2"].update(crop_size=[416]), r"augment\.nyuv2\.crop_size: List should have at least 2 items"),
+        (lambda r: r["augment"]["ade20k"].update(rotate_prob=0.5), r"augment\.ade20k\.rotate_prob: unknown key"),
+        (lambda r: r.update(profile="big"), r"profile: 'big' is not allowed; allowed: mini, paper"),
+        (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits' or 'probs'"),
+        (lambda r: r["split"].update(fractions=[0.5]), r"split\.fractions: must include 1\.0"),
+        (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(60\)"),
+        (lambda r: r["studies"]["table3"].update(tasks=["depth"]), r"studies\.table3\.tasks\[0\]: Input should be 'mldc'"),
+    ],
+)
+def test_bad_values_name_the_key(change, message):
+    with pytest.raises(ParamsError, match=message):
+        parse(with_change(change))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="does not exist"):
+        load(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("alpha: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load(tmp_path / "params.yaml")

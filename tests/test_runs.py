@@ -1,0 +1,127 @@
+"""Run ids: stable for the same inputs, new for a changed parameter, data version or training code."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mdeaux import runs
+from mdeaux.params import parse
+from mdeaux.paths import Paths
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("MDEAUX_STORE", raising=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(RAW))
+    paths = Paths(tmp_path)
+    for name in ("nyuv2", "ade20k"):
+        set_data(paths, name, f"{name}-v1")
+    return paths
+
+
+def set_data(paths, name, version):
+    paths.prepared_of(name).mkdir(parents=True, exist_ok=True)
+    (paths.prepared_of(name) / "manifest.json").write_text(json.dumps({"data_version": version}))
+    paths.splits.mkdir(parents=True, exist_ok=True)
+    paths.split_of(name).write_text(json.dumps({"dataset": name, "v": version}))
+
+
+def params(**changes):
+    raw = copy.deepcopy(RAW)
+    for key, value in changes.items():
+        node = raw
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return parse(raw)
+
+
+def ids_by_label(paths, p):
+    return {r.label: r.id for r in runs.plan(paths, p, write=False)}
+
+
+def test_plan_slice_and_stable_ids(project):
+    first = ids_by_label(project, params())
+    # NYUv2: baseline and MLDC, two seeds each (issue 2's slice)
+    assert sorted(first) == [
+        "nyuv2/baseline/a1/s0", "nyuv2/baseline/a1/s1",
+        "nyuv2/mldc+ade20k/a0.9/s0", "nyuv2/mldc+ade20k/a0.9/s1",
+    ]  # fmt: skip
+    assert ids_by_label(project, params()) == first
+    assert len(set(first.values())) == 4
+
+
+def test_alpha_changes_only_auxiliary_runs(project):
+    before = ids_by_label(project, params())
+    after = {label.replace("a0.8", "a0.9"): rid for label, rid in ids_by_label(project, params(alpha=0.8)).items()}
+    for label in before:
+        same = before[label] == after[label]
+        assert same == ("baseline" in label), label
+
+
+def test_aux_only_parameter_does_not_touch_baselines(project):
+    before = ids_by_label(project, params())
+    after = ids_by_label(project, params(**{"train.mldc_average": "probs"}))
+    assert {k for k in before if before[k] != after[k]} == {k for k in before if "mldc" in k}
+
+
+def test_shared_parameter_changes_every_run(project):
+    before = ids_by_label(project, params())
+    after = ids_by_label(project, params(**{"train.lr": 2e-4}))
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_data_version_changes_the_runs_that_read_it(project):
+    before = ids_by_label(project, params())
+    set_data(project, "ade20k", "ade20k-v2")
+    after = ids_by_label(project, params())
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {k for k in before if "ade20k" in k}
+
+
+def test_training_code_change_changes_ids(project, tmp_path, monkeypatch):
+    before = ids_by_label(project, params())
+    fake_pkg = tmp_path / "pkg"
+    for entry in runs.TRAINING_CODE:
+        src = runs.PACKAGE / entry
+        dst = fake_pkg / entry
+        if src.is_dir():
+            for f in src.rglob("*.py"):
+                (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+                (dst / f.relative_to(src)).write_bytes(f.read_bytes())
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    monkeypatch.setattr(runs, "PACKAGE", fake_pkg)
+    assert ids_by_label(project, params()) == before  # an identical copy: same ids
+    (fake_pkg / "losses.py").write_text((fake_pkg / "losses.py").read_text() + "\n# changed\n")
+    after = ids_by_label(project, params())
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_studies_sharing_a_run_train_it_once(project):
+    raw = copy.deepcopy(RAW)
+    raw["studies"]["other"] = {"depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["mldc"], "seeds": {"mini": [1, 2], "paper": [0]}}
+    planned = runs.plan(project, parse(raw), write=True)
+    labels = sorted(r.label for r in planned)
+    # seeds 0,1 (table3) and 1,2 (other): seed 1 is shared -> 3 seeds x 2 tasks = 6 runs, not 8
+    assert len(runs.planned_configs(parse(raw))) == 8 and len(planned) == 6
+    shared = [r for r in planned if r.config["seed"] == 1]
+    assert all(set(r.studies) == {"table3", "other"} for r in shared)
+    assert labels[0] == "nyuv2/baseline/a1/s0"
+    for r in planned:  # configs written for Snakemake jobs
+        assert json.loads((project.run_dir(r.id) / "config.json").read_text())["id"] == r.id
+
+
+def test_missing_prepared_data_says_what_to_run(project):
+    (project.prepared_of("nyuv2") / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="dvc repro prepare"):
+        runs.plan(project, params(), write=False)

@@ -1,0 +1,144 @@
+"""validate_dataset: GX suite over the stats table, results.json + offline index.html, ValidationError."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from test_prepare import H, W, depth_mm, make_ade, make_nyu, prep
+
+from mdeaux.datasets.registry import ADE20K, NYUV2
+from mdeaux.validate import ValidationError, validate_dataset
+
+
+def _report(out):
+    results = json.loads((out / "results.json").read_text())
+    page = (out / "index.html").read_text()
+    assert not re.search(r"https?://", page), "the report must render offline"
+    assert "<script" not in page
+    return results, page
+
+
+def _failed(results):
+    return {r["column"] or r["condition"]: r for r in results["expectations"] if not r["success"]}
+
+
+def test_good_depth_dataset_passes(tmp_path):
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    results = validate_dataset(
+        NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 3, "test": 2}, max_depth_sanity=10
+    )
+    assert results["success"] and results["counts"] == {"train": 3, "test": 2}
+    on_disk, page = _report(tmp_path / "report")
+    assert on_disk["success"] is True
+    assert len(on_disk["expectations"]) >= 10
+    assert "PASSED" in page and "nyuv2" in page and "FAIL</td>" not in page
+
+
+def test_corrupted_jpeg_stops_validation_naming_sample(tmp_path):
+    sid = "kitchen_0001a/rgb_00001"
+    make_nyu(tmp_path / "raw", images={sid: b"\xff\xd8 truncated"})
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError, match=rf"^nyuv2: 1 sample\(s\) failed to decode: {sid} \(image: "):
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+    results, page = _report(tmp_path / "report")
+    assert results["success"] is False
+    failed = _failed(results)
+    assert list(failed) == ["decode_error"]
+    assert [o["id"] for o in failed["decode_error"]["offending"]] == [sid]
+    assert failed["decode_error"]["unexpected_count"] == 1
+    assert sid in page and "FAILED" in page
+
+
+def test_depth_shape_mismatch_names_sample(tmp_path):
+    sid = "bathroom_0003/rgb_00002"
+    make_nyu(tmp_path / "raw", depth_maps={sid: depth_mm(7, shape=(H, W + 2))})
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError) as err:
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+    message = str(err.value)
+    assert f"have depth width != image width: {sid} (depth {H}x{W + 2}, image {H}x{W})" in message
+    assert "kitchen_0001a" not in message and "height" not in message
+    failed = _failed(_report(tmp_path / "report")[0])
+    assert list(failed) == ["depth_width"]
+    assert failed["depth_width"]["offending"] == [
+        {"id": sid, "split": "test", "detail": f"depth {H}x{W + 2}, image {H}x{W}"}
+    ]
+
+
+def test_depth_range_and_valid_fraction(tmp_path):
+    far, empty = "kitchen_0001a/rgb_00002", "kitchen_0001a/rgb_00003"
+    far_map = depth_mm(1)
+    far_map[2, 2] = 60000  # 60 m
+    make_nyu(tmp_path / "raw", depth_maps={far: far_map, empty: np.zeros((H, W), np.uint16)})
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError) as err:
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", max_depth_sanity=20)
+    message = str(err.value)
+    assert f"have depth above 20 m: {far} (depth_max 60 m)" in message
+    assert f"valid depth pixels (0.001 < d < 10.0 m): {empty} (valid fraction 0)" in message
+    assert set(_failed(_report(tmp_path / "report")[0])) == {"depth_max", "depth_valid_frac"}
+    # without the sanity bound only the empty map fails
+    with pytest.raises(ValidationError) as err:
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+    assert far not in str(err.value)
+
+
+def test_row_counts_per_split(tmp_path):
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError, match=r"train split: expected 24231 sample\(s\), found 3"):
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 24231, "test": 2})
+    failed = _failed(_report(tmp_path / "report")[0])
+    assert list(failed) == ["train"] and failed["train"]["observed_value"] == 3
+    with pytest.raises(ValueError, match="unknown split"):
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"val": 1})
+
+
+def test_label_id_out_of_range_names_sample(tmp_path):
+    bad = "training/ADE_train_00000002"
+    lab = np.full((H, W), 3, np.uint8)
+    lab[4, 4] = 201  # -> class 200 >= 150
+    make_ade(tmp_path / "raw", labels={bad: lab})
+    prep(ADE20K, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError) as err:
+        validate_dataset(ADE20K, tmp_path / "prep", tmp_path / "report")
+    message = str(err.value)
+    assert message.startswith("ade20k: ")
+    assert f"have a class id >= num_classes (150): {bad} (label_max 200)" in message
+    assert f"{bad} (1 bad pixels, label_max 200)" in message
+    assert "ADE_train_00000001" not in message
+    results, page = _report(tmp_path / "report")
+    assert set(_failed(results)) == {"label_max", "label_bad_count"}
+    assert bad in page
+
+
+def test_good_segmentation_dataset_passes_and_label_shape_checked(tmp_path):
+    make_ade(tmp_path / "raw")
+    prep(ADE20K, tmp_path / "raw", tmp_path / "prep")
+    assert validate_dataset(ADE20K, tmp_path / "prep", tmp_path / "report")["success"]
+
+    sid = "validation/ADE_val_00000001"
+    make_ade(tmp_path / "raw2", labels={sid: np.full((H + 1, W), 4, np.uint8)})
+    prep(ADE20K, tmp_path / "raw2", tmp_path / "prep2")
+    with pytest.raises(ValidationError, match=rf"label height != image height: {sid}"):
+        validate_dataset(ADE20K, tmp_path / "prep2", tmp_path / "report")
+
+
+def test_missing_prepared_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mdeaux prepare nyuv2"):
+        validate_dataset(NYUV2, tmp_path / "nothing", tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+
+
+def test_undecodable_depth_reported_once(tmp_path):
+    sid = "kitchen_0001a/rgb_00003"
+    make_nyu(tmp_path / "raw")
+    (tmp_path / "raw" / "nyu" / "kitchen_0001a" / "sync_depth_00003.png").write_bytes(b"\x89PNG broken")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError, match=rf"1 sample\(s\) failed to decode: {sid} \(depth: "):
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+    assert list(_failed(_report(tmp_path / "report")[0])) == ["decode_error"]  # null stats skip other checks
