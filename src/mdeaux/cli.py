@@ -155,7 +155,7 @@ def cmd_train(args) -> None:
     missing = [r for r in runs if not is_done(paths, r.id)]
     log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
     if missing:
-        tracking.setup(paths.mlflow_uri, params.profile)  # create DB + experiment before fan-out
+        tracking.setup(paths.mlflow_uri, params.profile, paths.mlflow_artifacts)  # DB + experiment before fan-out
         snakefile = Path(__file__).resolve().parents[2] / "pipeline" / "Snakefile"
         if not snakefile.is_file():
             snakefile = paths.root / "pipeline" / "Snakefile"
@@ -214,7 +214,7 @@ def cmd_run_one(args) -> None:
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags)
+    tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts)
     tracker.params(run.config)
     try:
         train_run(run, paths, tracker=tracker, progress=not args.no_progress)
