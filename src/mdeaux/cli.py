@@ -22,14 +22,25 @@ log = logging.getLogger("mdeaux")
 EPILOG = "Stages in order: synth, fetch, prepare, validate, split, train, report. `dvc repro` runs them all."
 
 
+NOISY = ("alembic", "urllib3", "great_expectations", "matplotlib", "PIL", "mlflow")
+
+
+class _QuietLibraries(logging.Filter):
+    """Libraries speak only at WARNING and above (some set their own logger levels to INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(NOISY)
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("alembic", "urllib3", "great_expectations", "matplotlib", "PIL", "snakemake"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietLibraries())
 
 
 def _context():
