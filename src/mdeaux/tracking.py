@@ -55,7 +55,8 @@ def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
         location = artifacts.as_uri() if artifacts is not None else None
-        return mlflow.create_experiment(name, artifact_location=location)
+        # the UI opens a "model training" experiment on its runs table (not the GenAI overview)
+        return mlflow.create_experiment(name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"})
     return exp.experiment_id
 
 
