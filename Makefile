@@ -7,6 +7,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
 UI_PORT ?= 5000
+# Where pip finds the CPU build of torch 2.13.0. Empty: pip's own configuration (the CI machines have it
+# in a local wheel folder). Elsewhere: make repro TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install repro test smoke ui lock clean
@@ -17,7 +20,7 @@ help: ## list the targets
 $(BIN)/mdeaux: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: the pinned CPU build (an unpinned torch pulls a multi-GB CUDA build)
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c constraints.txt torch
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $@
 

@@ -46,7 +46,8 @@ def repo(tmp_path_factory):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     tiny_params(dest / "params.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "MDEAUX_"))}
+    # PYTHONDONTWRITEBYTECODE dropped: byte code written during the run must not make DVC rerun stages
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "MDEAUX_", "PYTHONDONTWRITEBYTECODE"))}
     env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     sh(["git", "init", "-q"], dest, env)

@@ -26,11 +26,12 @@ def project(tmp_path, monkeypatch):
     return paths
 
 
-def set_data(paths, name, version):
+def set_data(paths, name, version, fractions=None):
     paths.prepared_of(name).mkdir(parents=True, exist_ok=True)
     (paths.prepared_of(name) / "manifest.json").write_text(json.dumps({"data_version": version}))
     paths.splits.mkdir(parents=True, exist_ok=True)
-    paths.split_of(name).write_text(json.dumps({"dataset": name, "v": version}))
+    fractions = fractions or {"1.0": [f"{name}/a", f"{name}/b"]}
+    paths.split_of(name).write_text(json.dumps({"dataset": name, "fractions": fractions, "test": [f"{name}/t"]}))
 
 
 def params(**changes):
@@ -85,6 +86,17 @@ def test_data_version_changes_the_runs_that_read_it(project):
     after = ids_by_label(project, params())
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {k for k in before if "ade20k" in k}
+
+
+def test_only_the_ids_a_run_reads_are_in_its_id(project):
+    before = ids_by_label(project, params())
+    # another fraction in the split file: no run reads it, no id changes
+    set_data(project, "nyuv2", "nyuv2-v1", {"0.5": ["nyuv2/a"], "1.0": ["nyuv2/a", "nyuv2/b"]})
+    assert ids_by_label(project, params()) == before
+    # a different set of training ids for the fraction the runs read: every NYU run changes
+    set_data(project, "nyuv2", "nyuv2-v1", {"1.0": ["nyuv2/a", "nyuv2/c"]})
+    after = ids_by_label(project, params())
+    assert all(before[k] != after[k] for k in before)
 
 
 def test_training_code_change_changes_ids(project, tmp_path, monkeypatch):

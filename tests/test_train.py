@@ -83,3 +83,84 @@ def test_non_finite_loss_stops_before_updating():
     with pytest.raises(RuntimeError, match="depth loss is nan at iteration 7"):
         step(opt_depth, torch.tensor(float("nan"), requires_grad=True), 35.0, "depth", 7)
     assert all(torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
+
+
+# -- evaluation, best-during-training and data streams ---------------------------------------------
+import numpy as np  # noqa: E402
+
+from mdeaux.datasets.registry import NYUV2  # noqa: E402
+from mdeaux.train import Best, Stream, evaluate  # noqa: E402
+
+
+class StubData:
+    """A prepared-dataset stand-in: 480x640 images with a constant ground-truth depth."""
+
+    def __init__(self, gt_value: float, n: int = 2):
+        self.gt_value, self.n = gt_value, n
+
+    def ids(self):
+        return [f"s{i}" for i in range(self.n)]
+
+    def decode(self, sample_id):
+        return {"image": np.zeros((480, 640, 3), np.uint8), "depth": np.full((480, 640), self.gt_value, np.float32), "label": None}
+
+
+class LeftRight(torch.nn.Module):
+    """Predicts `left` on the left half of the output and `right` on the right half."""
+
+    def __init__(self, left, right):
+        super().__init__()
+        self.left, self.right = left, right
+
+    def depth(self, x):
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        out = torch.full((x.shape[0], 1, h, w), self.right)
+        out[..., : w // 2] = self.left
+        return out
+
+
+def test_flip_tta_averages_the_flipped_prediction():
+    data = StubData(2.0)
+    model = LeftRight(1.0, 3.0)
+    without = evaluate(model, data, data.ids(), NYUV2, flip=False)
+    with_flip = evaluate(model, data, data.ids(), NYUV2, flip=True)
+    assert without["abs_rel"] == pytest.approx(0.5, abs=0.02)  # |2-1|/2 and |2-3|/2 everywhere but the seam
+    assert with_flip["abs_rel"] == pytest.approx(0.0, abs=1e-6)  # (1 + 3) / 2 = 2 everywhere
+    assert with_flip["a1"] == pytest.approx(1.0)
+
+
+def test_each_prediction_is_clamped_before_the_flip_average():
+    # left 20 m is clamped to max_depth 10 first (DINOv2 encode_decode), so the average is (10 + 0.5) / 2
+    data = StubData(5.25)
+    metrics = evaluate(LeftRight(20.0, 0.5), data, data.ids(), NYUV2, flip=True)
+    assert metrics["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_best_keeps_the_best_value_of_each_metric_and_its_step():
+    best = Best.empty()
+    best.update({"abs_rel": 0.5, "a1": 0.6, "rmse": float("nan")}, 10)
+    best.update({"abs_rel": 0.4, "a1": 0.5, "rmse": 2.0}, 20)
+    best.update({"abs_rel": 0.45, "a1": 0.7, "rmse": 3.0}, 30)
+    assert best.values == {"abs_rel": 0.4, "a1": 0.7, "rmse": 2.0}
+    assert best.steps == {"abs_rel": 20, "a1": 30, "rmse": 20}
+
+
+def test_streams_are_seeded_and_visit_every_sample_each_epoch():
+    class Data:
+        def decode(self, sample_id):
+            v = float(sample_id)
+            return {"image": np.full((2, 2, 3), v, np.uint8), "depth": np.full((2, 2), v, np.float32), "label": None}
+
+    ids = [str(i) for i in range(6)]
+    ident = lambda img, target, rng: (img, target)  # noqa: E731
+
+    def draws(seed, name, n=3):
+        s = Stream(Data(), ids, "depth", ident, 2, seed, name)
+        return [tuple(int(v) for v in next(s)[1][:, 0, 0, 0]) for _ in range(n)]
+
+    first = draws(0, "nyuv2")
+    assert first == draws(0, "nyuv2")
+    assert first != draws(1, "nyuv2") or first != draws(0, "other")
+    assert sorted(v for batch in first for v in batch) == list(range(6))  # one epoch = every sample once
+    with pytest.raises(ValueError, match="no training samples"):
+        Stream(Data(), [], "depth", ident, 2, 0, "nyuv2")

@@ -119,8 +119,8 @@ def cmd_validate(args) -> None:
     from mdeaux.validate import validate_dataset
 
     paths, params = _context()
-    expected = None
     for name in _dataset_arg(args.dataset, params):
+        expected = None
         if params.profile == "mini" and name in params.synth.counts:
             expected = params.synth.counts[name].model_dump(exclude_none=True)
         validate_dataset(
@@ -201,14 +201,25 @@ def cmd_train(args) -> None:
 
 def cmd_run_one(args) -> None:
     """Train one planned run (what each Snakemake job executes)."""
-    import torch
+    import fcntl
 
-    from mdeaux import tracking
-    from mdeaux.runs import is_done, load_run, plan
-    from mdeaux.train import train_run
+    from mdeaux.runs import load_run
 
     paths, params = _context()
     run = load_run(paths, args.run_id)
+    # one trainer per run id, also across queued DVC experiments sharing the run store
+    with open(paths.run_dir(run.id) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run_one(run, paths, params, args)
+
+
+def _run_one(run, paths, params, args) -> None:
+    import torch
+
+    from mdeaux import tracking
+    from mdeaux.runs import is_done, plan
+    from mdeaux.train import train_run
+
     if is_done(paths, run.id) and not args.force:
         log.info("%s is already done (%s)", run.id, paths.run_dir(run.id) / "metrics.json")
         return
@@ -228,14 +239,12 @@ def cmd_run_one(args) -> None:
     tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts)
     tracker.params(run.config)
     try:
-        train_run(run, paths, tracker=tracker, progress=not args.no_progress)
+        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress)
     except BaseException:
         tracker.finish("FAILED")
         raise
-    run_dir = paths.run_dir(run.id)
     for name in ("config.json", "metrics.json", "curves.csv", "evals.csv"):
-        tracker.artifact(run_dir / name)
-    result = json.loads((run_dir / "metrics.json").read_text())
+        tracker.artifact(paths.run_dir(run.id) / name)
     tracker.metrics({f"best.{k}": v for k, v in result["best"].items()}, step=result["iterations"])
     tracker.metrics({f"final.{k}": v for k, v in result["final"].items()}, step=result["iterations"])
     tracker.finish()

@@ -18,6 +18,7 @@ from typing import Any
 from mdeaux import atomic
 from mdeaux.params import Params
 from mdeaux.paths import Paths
+from mdeaux.split import fraction_key
 
 PACKAGE = Path(__file__).resolve().parent
 # The code whose behaviour decides a run's numbers. A change to any of these files changes every
@@ -68,17 +69,22 @@ def code_version() -> str:
     return h.hexdigest()
 
 
-def data_versions(paths: Paths, datasets: list[str]) -> dict[str, str]:
-    """The prepared data version and the split digest of each dataset a run reads."""
+def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
+    """The prepared data version of each dataset a run reads, and the digest of the ids it reads
+    (its training fraction and the test list), so adding another fraction changes no existing run."""
     out: dict[str, str] = {}
-    for name in datasets:
+    for name, fraction in datasets.items():
         manifest = paths.prepared_of(name) / "manifest.json"
         split = paths.split_of(name)
         for f, what in ((manifest, "prepare"), (split, "split")):
             if not f.is_file():
                 raise FileNotFoundError(f"{f} is missing: run `dvc repro {what}` (or `mdeaux {what}`) first")
+        ids = json.loads(split.read_text())
+        key = fraction_key(fraction)
+        if key not in ids["fractions"]:
+            raise KeyError(f"{split}: no training fraction {key} (has {sorted(ids['fractions'])}); add it to split.fractions")
         out[f"{name}:data"] = json.loads(manifest.read_text())["data_version"]
-        out[f"{name}:split"] = hashlib.sha256(split.read_bytes()).hexdigest()
+        out[f"{name}:split"] = hashlib.sha256(canonical([ids["fractions"][key], ids["test"]]).encode()).hexdigest()
     return out
 
 
@@ -117,7 +123,7 @@ def planned_configs(params: Params) -> list[tuple[dict, str]]:
 
 
 def make_run(config: dict, paths: Paths, code: str) -> Run:
-    used = [config["depth_dataset"], *config["aux_datasets"]]
+    used = {config["depth_dataset"]: config["fraction"], **{name: 1.0 for name in config["aux_datasets"]}}
     inputs = data_versions(paths, used)
     digest = hashlib.sha256(canonical({"config": config, "inputs": inputs, "code": code}).encode()).hexdigest()
     return Run(id=digest[:16], config=config, inputs=inputs, code=code)

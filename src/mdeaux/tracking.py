@@ -65,6 +65,7 @@ class Tracker:
 
     def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None):
         self.active = False
+        self.run = None
         try:
             import mlflow
 
@@ -104,4 +105,10 @@ class Tracker:
         self._call(f"log artifact {path.name}", "log_artifact", str(path))
 
     def finish(self, status: str = "FINISHED") -> None:
-        self._call("end the run", "end_run", status=status)
+        """End the MLflow run, also after an earlier logging error (so it is not left RUNNING)."""
+        if self.run is None:
+            return
+        try:
+            self.mlflow.end_run(status=status)
+        except Exception as err:  # noqa: BLE001
+            self._warn("end the run", err)

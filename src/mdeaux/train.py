@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import time
@@ -28,11 +29,12 @@ from tqdm import tqdm
 from mdeaux import atomic
 from mdeaux.datasets.registry import get as get_spec
 from mdeaux.losses import SigLoss, mldc_loss
-from mdeaux.metrics import HIGHER_IS_BETTER, METRICS, aggregate, evaluate_depth
+from mdeaux.metrics import METRICS, aggregate, evaluate_depth, is_better
 from mdeaux.model import build_model
 from mdeaux.prepare import PreparedDataset
 from mdeaux.runs import Run
 from mdeaux.schedule import apply_schedule
+from mdeaux.split import fraction_key
 from mdeaux.transforms import DepthTrainTransform, SegTrainTransform, normalize
 
 log = logging.getLogger(__name__)
@@ -105,18 +107,14 @@ def seg_transform(aug: dict) -> SegTrainTransform:
 
 
 def train_ids(split_file: Path, fraction: float) -> list[str]:
-    import json
-
     split = json.loads(split_file.read_text())
-    key = repr(float(fraction)) if repr(float(fraction)) in split["fractions"] else str(fraction)
+    key = fraction_key(fraction)
     if key not in split["fractions"]:
-        raise KeyError(f"{split_file}: no training fraction {fraction} (has {sorted(split['fractions'])}); add it to split.fractions")
+        raise KeyError(f"{split_file}: no training fraction {key} (has {sorted(split['fractions'])}); add it to split.fractions")
     return list(split["fractions"][key])
 
 
 def test_ids(split_file: Path) -> list[str]:
-    import json
-
     return list(json.loads(split_file.read_text())["test"])
 
 
@@ -186,11 +184,12 @@ def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool) -> 
         sample = data.decode(sample_id)
         gt = sample["depth"]
         x = torch.from_numpy(normalize(sample["image"]))[None]
-        pred = model.depth(x)
+        # DINOv2's encode_decode clamps each prediction to [min, max] before resizing it to the GT
+        pred = resize_to(model.depth(x).clamp(spec.min_depth, spec.max_depth), gt.shape)
         if flip:  # aug_test: prediction on the flipped image, flipped back, averaged (method.md §3.6)
-            pred = (pred + model.depth(x.flip(-1)).flip(-1)) / 2
-        pred = pred.clamp(spec.min_depth, spec.max_depth)  # DINOv2 depther clamps before resizing
-        pred = resize_to(pred, gt.shape)[0, 0].numpy()
+            flipped = resize_to(model.depth(x.flip(-1)).clamp(spec.min_depth, spec.max_depth), gt.shape)
+            pred = (pred + flipped.flip(-1)) / 2
+        pred = pred[0, 0].numpy()
         per_image.append(evaluate_depth(gt, pred, spec))
     model.train()
     return aggregate(per_image)
@@ -206,13 +205,10 @@ class Best:
         return cls({}, {})
 
     def update(self, metrics: dict[str, float], it: int) -> None:
+        """Keep, per metric, the best value so far (paper Eq. 1) and the step that reached it."""
         for name in METRICS:
             value = metrics.get(name)
-            if value is None or value != value:
-                continue
-            old = self.values.get(name)
-            better = old is None or (value > old if name in HIGHER_IS_BETTER else value < old)
-            if better:
+            if value is not None and value == value and is_better(name, value, self.values.get(name)):
                 self.values[name], self.steps[name] = value, it
 
 
