@@ -92,3 +92,21 @@ def test_write_splits_from_prepared_datasets(tmp_path):
     before = paths["nyuv2"].read_bytes()
     write_splits(prepared, tmp_path / "splits", [0.5], seed=0)
     assert paths["nyuv2"].read_bytes() == before
+
+
+def test_subset_restricts_the_training_set_before_fractions(tmp_path):
+    from types import SimpleNamespace
+
+    from mdeaux.datasets.registry import NYUV2
+
+    train = [f"train/{i:03d}" for i in range(40)]
+    fake = SimpleNamespace(spec=NYUV2, ids=lambda split: train if split == "train" else ["test/0"], data_version="v")
+    paths = write_splits({"nyuv2": fake}, tmp_path / "splits", [0.5, 1.0], seed=3, subsets={"nyuv2": 0.1})
+    doc = json.loads(paths["nyuv2"].read_text())
+    full, half = doc["fractions"]["1.0"], doc["fractions"]["0.5"]
+    assert doc["subset"] == 0.1 and len(full) == 4 and len(half) == 2
+    assert set(half) <= set(full) <= set(train)
+    again = json.loads(write_splits({"nyuv2": fake}, tmp_path / "again", [0.5, 1.0], seed=3, subsets={"nyuv2": 0.1})["nyuv2"].read_text())
+    assert again["fractions"] == doc["fractions"]
+    with pytest.raises(ValueError):
+        write_splits({"nyuv2": fake}, tmp_path / "bad", [1.0], seed=3, subsets={"nyuv2": 1.5})

@@ -405,3 +405,20 @@ def test_seg_transform_rejects_bad_label():
     t = T.SegTrainTransform()
     with pytest.raises(ValueError, match="label shape"):
         t(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 9), np.uint8), np.random.default_rng(0))
+
+
+def test_dataset_view_resizes_rgb_bilinear_and_depth_nearest_then_kb_crops():
+    from mdeaux.transforms import dataset_view
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (1024, 1280, 3), dtype=np.uint8)
+    depth = rng.choice(np.array([0.0, 1.5, 2.25, 7.0], np.float32), size=(1024, 1280))
+    out_img, out_depth = dataset_view(img, depth, resize_to=(480, 640))  # Matterport3D -> NYU size
+    assert out_img.shape == (480, 640, 3) and out_depth.shape == (480, 640)
+    assert set(np.unique(out_depth)) <= {0.0, 1.5, 2.25, 7.0}  # nearest: no invented depths
+    kitti = rng.integers(0, 256, (375, 1242, 3), dtype=np.uint8)
+    k_img, k_depth = dataset_view(kitti, np.ones((375, 1242), np.float32), kb=True)
+    assert k_img.shape == (352, 1216, 3) and k_depth.shape == (352, 1216)
+    assert np.array_equal(k_img, kitti[375 - 352 :, 13 : 13 + 1216])  # bottom rows, centred columns
+    same_img, same_depth = dataset_view(img, depth)
+    assert same_img is img and same_depth is depth

@@ -140,7 +140,7 @@ def cmd_split(args) -> None:
 
     paths, params = _context()
     prepared = {name: PreparedDataset(paths.prepared_of(name)) for name in params.datasets}
-    written = write_splits(prepared, paths.splits, params.split.fractions, params.split.seed)
+    written = write_splits(prepared, paths.splits, params.split.fractions, params.split.seed, params.split.subsets)
     log.info("splits written: %s", ", ".join(str(p) for p in written.values()))
 
 
@@ -304,8 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    started = time.perf_counter()
     try:
         args.func(args)
+        stage = os.environ.get("DVC_STAGE") or args.command
+        log.info("%s finished in %.1f s", stage, time.perf_counter() - started)
     except (ParamsError, FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         log.error("%s", msg)

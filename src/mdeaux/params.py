@@ -61,6 +61,7 @@ class Validate(Strict):
 class Split(Strict):
     seed: int = Field(ge=0)
     fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]]
+    subsets: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]]
 
     @field_validator("fractions")
     @classmethod
@@ -114,6 +115,8 @@ class Train(Strict):
 
 
 class DepthAugment(Strict):
+    resize_to: Size2 | None
+    kb_crop: bool
     nyu_crop: bool
     crop_size: Size2
     rotate_prob: Prob
@@ -165,6 +168,8 @@ class Params(Strict):
     def _datasets_known(self) -> Params:
         for name in self.augment:
             _known(f"augment.{name}", name)
+        for name in self.split.subsets:
+            _known(f"split.subsets.{name}", name)
         for i, name in enumerate(self.datasets):
             _known(f"datasets[{i}]", name)
         for name in self.synth.counts:

@@ -68,18 +68,32 @@ def make_split(ids_train: list[str], ids_test: list[str], fractions: list[float]
 
 
 def write_splits(
-    prepared: dict[str, PreparedDataset], out_dir: Path, fractions: list[float], seed: int
+    prepared: dict[str, PreparedDataset],
+    out_dir: Path,
+    fractions: list[float],
+    seed: int,
+    subsets: dict[str, float] | None = None,
 ) -> dict[str, Path]:
-    """Write ``out_dir/<ds>.json`` for every dataset (the folder is replaced as a whole)."""
+    """Write ``out_dir/<ds>.json`` for every dataset (the folder is replaced as a whole).
+
+    ``subsets`` restricts a dataset's training set to a seeded fraction first (the paper's random 10%
+    of Taskonomy, §4); the nested fractions are then taken of that subset.
+    """
     out_dir = Path(out_dir)
+    subsets = subsets or {}
     documents = {}
     for name, ds in prepared.items():
         spec = ds.spec
         if name != spec.name:
             raise ValueError(f"prepared dataset under key {name!r} is {spec.name!r}")
         train_split, test_split = spec.splits[0], spec.test_split
-        split = make_split(ds.ids(train_split), ds.ids(test_split), fractions, seed)
+        train = ds.ids(train_split)
+        if name in subsets:
+            check_fractions([subsets[name]])
+            train = sorted(seeded_order(train, seed)[: subset_size(subsets[name], len(train))])
+        split = make_split(train, ds.ids(test_split), fractions, seed)
         documents[name] = {
+            "subset": subsets.get(name, 1.0),
             "dataset": name,
             "seed": split["seed"],
             "train_split": train_split,

@@ -35,7 +35,7 @@ from mdeaux.prepare import PreparedDataset
 from mdeaux.runs import Run
 from mdeaux.schedule import apply_schedule
 from mdeaux.split import fraction_key
-from mdeaux.transforms import DepthTrainTransform, SegTrainTransform, normalize
+from mdeaux.transforms import DepthTrainTransform, SegTrainTransform, dataset_view, normalize
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def depth_transform(aug: dict) -> DepthTrainTransform:
     return DepthTrainTransform(
         crop_size=tuple(aug["crop_size"]),
         nyu_crop=aug["nyu_crop"],
-        kb_crop=False,
+        kb_crop=aug["kb_crop"],
+        resize_to=aug["resize_to"],
         rotate_prob=aug["rotate_prob"],
         rotate_degree=aug["rotate_degree"],
         flip_prob=aug["flip_prob"],
@@ -177,13 +178,15 @@ def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 # evaluation (toolbox protocol, method.md §4)
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool) -> dict[str, float]:
+def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool, aug: dict | None = None) -> dict[str, float]:
+    """Toolbox evaluation on full test images (after the dataset-level view: resize / KB crop)."""
+    aug = aug or {}
     model.eval()
     per_image = []
     for sample_id in ids:
         sample = data.decode(sample_id)
-        gt = sample["depth"]
-        x = torch.from_numpy(normalize(sample["image"]))[None]
+        image, gt = dataset_view(sample["image"], sample["depth"], resize_to=aug.get("resize_to"), kb=aug.get("kb_crop", False))
+        x = torch.from_numpy(normalize(image))[None]
         # DINOv2's encode_decode clamps each prediction to [min, max] before resizing it to the GT
         pred = resize_to(model.depth(x).clamp(spec.min_depth, spec.max_depth), gt.shape)
         if flip:  # aug_test: prediction on the flipped image, flipped back, averaged (method.md §3.6)
@@ -292,7 +295,7 @@ def train_run(run: Run, paths, tracker=None, progress: bool = True) -> dict[str,
         bar.set_postfix(loss=f"{row['loss_depth']:.3f}")
 
         if (it + 1) % train["eval_every"] == 0 or it + 1 == total:
-            metrics = evaluate(model, depth_data, eval_ids, depth_spec, train["flip_tta"])
+            metrics = evaluate(model, depth_data, eval_ids, depth_spec, train["flip_tta"], cfg["augment"][depth_name])
             best.update(metrics, it + 1)
             evals.append({"step": it + 1, **metrics})
             if tracker is not None:

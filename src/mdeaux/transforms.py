@@ -232,6 +232,21 @@ def color_aug(
     return np.clip(out, 0, 255).astype(np.float32)
 
 
+def dataset_view(
+    img: np.ndarray, depth: np.ndarray | None, *, resize_to: Sequence[int] | None = None, kb: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The dataset-level steps shared by training and evaluation: the resize to ``(h, w)`` the paper
+    applies to Matterport3D first (RGB bilinear, depth nearest; paper §4) and KITTI's KB crop
+    (toolbox kitti.py KBCrop at training, and at test time before inference, method.md §3.7)."""
+    if resize_to is not None:
+        h, w = int(resize_to[0]), int(resize_to[1])
+        img = resize_bilinear_u8(img, (w, h))
+        depth = None if depth is None else resize_nearest(depth, (w, h))
+    if kb:
+        img, depth = kb_crop(img, depth)
+    return img, depth
+
+
 class DepthTrainTransform:
     """The toolbox depth training pipeline (method.md §3.6): crop -> rotate -> flip -> crop -> colour.
 
@@ -253,7 +268,9 @@ class DepthTrainTransform:
         gamma_range: Sequence[float] = (0.9, 1.1),  # toolbox nyu.py gamma_range=[0.9, 1.1]
         brightness_range: Sequence[float] = (0.75, 1.25),  # toolbox nyu.py brightness_range=[0.75, 1.25]
         color_range: Sequence[float] = (0.9, 1.1),  # toolbox nyu.py color_range=[0.9, 1.1]
+        resize_to: Sequence[int] | None = None,  # (h, w) first, e.g. Matterport3D -> 480x640 (paper §4)
     ):
+        self.resize_to = None if resize_to is None else _check_size(resize_to, "resize_to")
         if nyu_crop and kb_crop:
             raise ValueError("nyu_crop and kb_crop are exclusive (NYU vs KITTI pipeline), got both True")
         self.crop_size = _check_size(crop_size, "crop_size")
@@ -283,10 +300,9 @@ class DepthTrainTransform:
     ) -> tuple[np.ndarray, np.ndarray]:
         _check_image(img)
         _check_map(depth, img, "depth", np.float32)
+        img, depth = dataset_view(img, depth, resize_to=self.resize_to, kb=self.kb_crop)
         if self.nyu_crop:
             img, depth = nyu_crop(img, depth)
-        if self.kb_crop:
-            img, depth = kb_crop(img, depth)
         img, depth = random_rotate(img, depth, rng, self.rotate_prob, self.rotate_degree)
         img, depth = random_flip(img, depth, rng, self.flip_prob)
         img, depth = random_crop(img, depth, rng, self.crop_size)

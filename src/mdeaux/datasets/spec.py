@@ -56,14 +56,17 @@ class DatasetSpec:
     # depth datasets
     depth_encoding: str | None = None  # "png_uint16" (value / depth_scale = metres)
     depth_scale: float | None = None
+    depth_decoder: Callable[[bytes], np.ndarray] | None = None  # a dataset-specific decoder (overrides the above)
     min_depth: float | None = None
     max_depth: float | None = None
     eval_crop: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) on the full map
+    eval_crop_fractions: tuple[float, float, float, float] | None = None  # the same as fractions of H, W
     eval_crop_name: str | None = None
     # segmentation datasets
     classes: tuple[str, ...] = ()
     ignore_index: int = 255
     reduce_zero_label: bool = False
+    label_decoder: Callable[[bytes], np.ndarray] | None = None  # a dataset-specific mapping to class ids
     # files inside the extracted archive whose sha256 is published (checked in the paper profile)
     pinned_files: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -80,6 +83,8 @@ class DatasetSpec:
 
     def decode_depth(self, data: bytes) -> np.ndarray:
         """Depth in metres, float32 (H, W); 0 where the sensor gave no reading."""
+        if self.depth_decoder is not None:
+            return self.depth_decoder(data)
         if self.depth_encoding != "png_uint16" or not self.depth_scale:
             raise ValueError(f"{self.name}: no depth encoding declared (got {self.depth_encoding!r})")
         with Image.open(io.BytesIO(data)) as im:
@@ -90,6 +95,8 @@ class DatasetSpec:
 
     def decode_label(self, data: bytes) -> np.ndarray:
         """Class indices uint8 (H, W) in [0, num_classes) or ignore_index, after reduce_zero_label."""
+        if self.label_decoder is not None:
+            return self.label_decoder(data)
         with Image.open(io.BytesIO(data)) as im:
             # palette PNGs keep their indices (mmseg reads labels "unchanged")
             seg = np.array(im if im.mode in ("L", "P") else im.convert("L"), dtype=np.uint8)
@@ -105,8 +112,13 @@ class DatasetSpec:
         """Valid pixels for evaluation: min < gt < max (strict, toolbox) and the eval crop."""
         assert self.min_depth is not None and self.max_depth is not None
         mask = (depth > self.min_depth) & (depth < self.max_depth)
-        if self.eval_crop is not None:
-            top, bottom, left, right = self.eval_crop
+        crop = self.eval_crop
+        if self.eval_crop_fractions is not None:  # e.g. the Garg crop, int(fraction * size) as the toolbox
+            h, w = depth.shape
+            ft, fb, fl, fr = self.eval_crop_fractions
+            crop = (int(ft * h), int(fb * h), int(fl * w), int(fr * w))
+        if crop is not None:
+            top, bottom, left, right = crop
             box = np.zeros_like(mask)
             box[top:bottom, left:right] = True
             mask &= box
