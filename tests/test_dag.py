@@ -28,7 +28,9 @@ def sh(cmd, cwd, env, check=True):
 
 def tiny_params(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
-    raw["synth"]["counts"] = {"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}}
+    for name, splits in raw["synth"]["counts"].items():  # every dataset's reader runs, on 2 samples per split
+        raw["synth"]["counts"][name] = {split: 2 for split in splits}
+    raw["synth"]["counts"].update({"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}})
     raw["train"]["iterations"]["mini"] = 4
     raw["train"]["warmup_iters"]["mini"] = 2
     raw["train"]["eval_every"]["mini"] = 2
@@ -65,13 +67,15 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
                 "results/train.json", "reports/table3.md", "reports/metrics.json"):
         assert (dest / out).is_file(), out
     train = json.loads((dest / "results/train.json").read_text())
-    assert len(train["runs"]) == 4 and len(train["trained"]) == 4
+    assert len(train["runs"]) == 8 and len(train["trained"]) == 8  # 2 seeds x (baseline + 3 tasks)
     for run in train["runs"]:
         run_dir = dest / "runs" / run["id"]
         assert {"config.json", "metrics.json", "curves.csv", "evals.csv"} <= {p.name for p in run_dir.iterdir()}
         assert 0 < run["metrics"]["best"]["abs_rel"] < 10
     metrics = json.loads((dest / "reports/metrics.json").read_text())
-    assert set(metrics["table3"]["rows"]["nyuv2"]) >= {"baseline_abs_rel_x1e4", "mldc_abs_rel_x1e4", "gain_pct"}
+    assert set(metrics["table3"]["rows"]["nyuv2"]) >= {
+        "baseline_abs_rel_x1e4", "mldc_abs_rel_x1e4", "segmentation_abs_rel_x1e4", "reconstruction_abs_rel_x1e4", "gain_pct"
+    }  # fmt: skip
     table = (dest / "reports/table3.md").read_text()
     assert "NYU Depth V2" in table and "809 ± 10" in table and "not comparable" in table
 
@@ -80,12 +84,12 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     second = sh(["dvc", "repro"], dest, env).stdout
     assert "Running stage" not in second, second
 
-    # MLflow: one experiment, four runs, every resolved config value as a param
+    # MLflow: one experiment, eight runs, every resolved config value as a param
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     found = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list")
-    assert len(found) == 4
+    assert len(found) == 8
     assert {r.data.params["alpha"] for r in found} == {"1.0", "0.9"}
     assert all("test.abs_rel" in r.data.metrics and r.data.tags["run_id"] for r in found)
 
@@ -95,5 +99,6 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     exp = json.loads((dest / "results/train.json").read_text())
     trained = {r["id"]: r for r in exp["runs"] if r["id"] in exp["trained"]}
     reused = {r["id"]: r for r in exp["runs"] if r["id"] in exp["reused"]}
-    assert len(trained) == 2 and all(r["config"]["alpha"] == 0.8 for r in trained.values())
+    # the alpha-dependent runs (3 tasks x 2 seeds) are trained, the 2 baselines reused
+    assert len(trained) == 6 and all(r["config"]["alpha"] == 0.8 for r in trained.values())
     assert len(reused) == 2 and all(r["config"]["task"] == "baseline" for r in reused.values())

@@ -177,3 +177,16 @@ def test_seg_ce_resizes_logits_to_label():
     assert seg_ce_loss(logits, label).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="label value 5"):
         seg_ce_loss(logits, torch.tensor([[[5]]]))
+
+
+def test_recon_loss_is_mse_against_the_input_after_resizing():
+    from mdeaux.losses import recon_loss
+
+    image = torch.zeros(1, 3, 4, 4)
+    image[:, :, :, 2:] = 1.0
+    pred = torch.zeros(1, 3, 4, 4)
+    assert recon_loss(pred, image).item() == pytest.approx(0.5)  # half the pixels off by 1
+    small = torch.full((1, 3, 2, 2), 0.5)  # constant: resizing keeps 0.5 everywhere
+    assert recon_loss(small, image).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="must be \\(B, 3, h, w\\)"):
+        recon_loss(torch.zeros(1, 4, 2, 2), image)

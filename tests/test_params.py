@@ -43,8 +43,8 @@ def test_profile_values_resolve_recursively():
         (lambda r: r.update(alpha="high"), r"alpha: Input should be a valid number \(got 'high'\)"),
         (lambda r: r["train"].update(lrr=1), r"train\.lrr: unknown key"),
         (lambda r: r["train"].update(lr="abc"), r"train\.lr: Input should be a valid number"),
-        (lambda r: r["studies"]["table3"].update(depth=["nyu"]), r"studies\.table3\.depth\[0\]: unknown dataset 'nyu'; allowed: ade20k, nyuv2"),
-        (lambda r: r["studies"]["table3"].update(aux=["nyuv2"]), r"'nyuv2' is a depth dataset; allowed here: ade20k"),
+        (lambda r: r["studies"]["table3"].update(depth=["nyu"]), r"studies\.table3\.depth\[0\]: unknown dataset 'nyu'; allowed: ade20k, cityscapes, "),
+        (lambda r: r["studies"]["table3"].update(aux=["nyuv2"]), r"'nyuv2' is a depth dataset; allowed here: ade20k, cityscapes, cityscapes19, cocostuff, pascal_context"),
         (lambda r: r.update(datasets=["nyuv2", "kitty"]), r"datasets\[1\]: unknown dataset 'kitty'"),
         (lambda r: r["augment"]["nyuv2"].update(crop_size=[416]), r"augment\.nyuv2\.crop_size: List should have at least 2 items"),
         (lambda r: r["augment"]["ade20k"].update(rotate_prob=0.5), r"augment\.ade20k\.rotate_prob: unknown key"),
@@ -52,7 +52,7 @@ def test_profile_values_resolve_recursively():
         (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits' or 'probs'"),
         (lambda r: r["split"].update(fractions=[0.5]), r"split\.fractions: must include 1\.0"),
         (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(120\)"),
-        (lambda r: r["studies"]["table3"].update(tasks=["depth"]), r"studies\.table3\.tasks\[0\]: Input should be 'mldc'"),
+        (lambda r: r["studies"]["table3"].update(tasks=["depth"]), r"studies\.table3\.tasks\[0\]: Input should be 'mldc', 'segmentation' or 'reconstruction'"),
     ],
 )
 def test_bad_values_name_the_key(change, message):

@@ -51,13 +51,15 @@ def ids_by_label(paths, p):
 
 def test_plan_slice_and_stable_ids(project):
     first = ids_by_label(project, params())
-    # NYUv2: baseline and MLDC, two seeds each (issue 2's slice)
+    # NYUv2: the baseline and each auxiliary task, two seeds each
     assert sorted(first) == [
         "nyuv2/baseline/a1/s0", "nyuv2/baseline/a1/s1",
         "nyuv2/mldc+ade20k/a0.9/s0", "nyuv2/mldc+ade20k/a0.9/s1",
+        "nyuv2/reconstruction+ade20k/a0.9/s0", "nyuv2/reconstruction+ade20k/a0.9/s1",
+        "nyuv2/segmentation+ade20k/a0.9/s0", "nyuv2/segmentation+ade20k/a0.9/s1",
     ]  # fmt: skip
     assert ids_by_label(project, params()) == first
-    assert len(set(first.values())) == 4
+    assert len(set(first.values())) == 8
 
 
 def test_alpha_changes_only_auxiliary_runs(project):
@@ -121,6 +123,7 @@ def test_training_code_change_changes_ids(project, tmp_path, monkeypatch):
 
 def test_studies_sharing_a_run_train_it_once(project):
     raw = copy.deepcopy(RAW)
+    raw["studies"]["table3"]["tasks"] = ["mldc"]
     raw["studies"]["other"] = {"depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["mldc"], "seeds": {"mini": [1, 2], "paper": [0]}}
     planned = runs.plan(project, parse(raw), write=True)
     labels = sorted(r.label for r in planned)

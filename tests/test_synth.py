@@ -33,7 +33,8 @@ def extract(archive: Path, dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory) -> dict[str, Path]:
-    return write_mirror(tmp_path_factory.mktemp("mirror"), COUNTS, seed=0, workers=1)
+    written = write_mirror(tmp_path_factory.mktemp("mirror"), COUNTS, seed=0, workers=1)
+    return {name: archives[0] for name, archives in written.items()}  # one archive each
 
 
 # -- renderer ------------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def test_sha256sums_match_archives(mirror):
 
 
 def test_same_seed_identical_archives_whatever_the_workers(mirror, tmp_path):
-    again = write_mirror(tmp_path, COUNTS, seed=0, workers=2)
+    again = {name: archives[0] for name, archives in write_mirror(tmp_path, COUNTS, seed=0, workers=2).items()}
     for name in COUNTS:
         assert again[name].name == mirror[name].name
         assert sha256(again[name]) == sha256(mirror[name]), name
@@ -186,8 +187,8 @@ def test_different_seed_different_archives(tmp_path):
 
 
 def test_mirror_rejects_unknown_datasets_and_splits(tmp_path):
-    with pytest.raises(ValueError, match=r"'kitti'.*ade20k, nyuv2"):
-        write_mirror(tmp_path, {"kitti": {"train": 1, "test": 1}}, seed=0)
+    with pytest.raises(ValueError, match=r"'kitty'.*supported: ade20k, cityscapes"):
+        write_mirror(tmp_path, {"kitty": {"train": 1, "test": 1}}, seed=0)
     with pytest.raises(ValueError, match=r"'nyuv2'.*\['train', 'test'\]"):
         write_mirror(tmp_path, {"nyuv2": {"train": 1, "val": 1}}, seed=0)
     with pytest.raises(ValueError, match="n_test must be a non-negative integer"):

@@ -164,3 +164,30 @@ def test_streams_are_seeded_and_visit_every_sample_each_epoch():
     assert sorted(v for batch in first for v in batch) == list(range(6))  # one epoch = every sample once
     with pytest.raises(ValueError, match="no training samples"):
         Stream(Data(), [], "depth", ident, 2, 0, "nyuv2")
+
+
+@pytest.mark.parametrize("task", ["mldc", "segmentation", "reconstruction"])
+def test_each_auxiliary_task_trains_the_shared_decoder(task):
+    from mdeaux.datasets.registry import ADE20K
+    from mdeaux.train import aux_loss, aux_outputs
+
+    cfg, _, _, _ = setup(alpha=0.5, task=task, warmup_iters=0)
+    torch.manual_seed(0)
+    model = build_model(dict(cfg["model"], aux_heads={"ade20k": aux_outputs(task, ADE20K)}))
+    _, opt_aux = build_optimizers(model, cfg)
+    schedule(opt_aux, 0, cfg["train"])
+    x = torch.randn(2, 3, 56, 56)
+    label = torch.randint(0, 150, (2, 56, 56))
+    label[:, :4] = 255
+    out = model.aux(x, "ade20k")
+    assert out.shape[1] == (3 if task == "reconstruction" else 150)
+    before = [p.detach().clone() for p in model.decoder.parameters()]
+    loss = step(opt_aux, aux_loss(task, out, x, label, ADE20K, cfg["train"]), 35.0, task, 0)
+    assert loss > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
+
+
+def test_task_only_settings_do_not_reach_other_tasks():
+    seg, _, _, _ = setup(task="segmentation")
+    mldc, _, _, _ = setup(task="mldc")
+    assert "mldc_average" not in seg["train"] and "mldc_average" in mldc["train"]

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import re
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from test_prepare import H, W, depth_mm, make_ade, make_nyu, prep
 
 from mdeaux.datasets.registry import ADE20K, NYUV2
 from mdeaux.validate import ValidationError, validate_dataset
+
+# the tiny hand-made NYU samples are 6x8, not the official 480x640
+NYU_TINY = replace(NYUV2, image_sizes=((6, 8),))
 
 
 def _report(out):
@@ -29,7 +34,7 @@ def test_good_depth_dataset_passes(tmp_path):
     make_nyu(tmp_path / "raw")
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     results = validate_dataset(
-        NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 3, "test": 2}, max_depth_sanity=10
+        NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 3, "test": 2}, max_depth_sanity=10
     )
     assert results["success"] and results["counts"] == {"train": 3, "test": 2}
     on_disk, page = _report(tmp_path / "report")
@@ -43,7 +48,7 @@ def test_corrupted_jpeg_stops_validation_naming_sample(tmp_path):
     make_nyu(tmp_path / "raw", images={sid: b"\xff\xd8 truncated"})
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError, match=rf"^nyuv2: 1 sample\(s\) failed to decode: {sid} \(image: "):
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     results, page = _report(tmp_path / "report")
     assert results["success"] is False
     failed = _failed(results)
@@ -58,7 +63,7 @@ def test_depth_shape_mismatch_names_sample(tmp_path):
     make_nyu(tmp_path / "raw", depth_maps={sid: depth_mm(7, shape=(H, W + 2))})
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError) as err:
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     message = str(err.value)
     assert f"have depth width != image width: {sid} (depth {H}x{W + 2}, image {H}x{W})" in message
     assert "kitchen_0001a" not in message and "height" not in message
@@ -76,14 +81,14 @@ def test_depth_range_and_valid_fraction(tmp_path):
     make_nyu(tmp_path / "raw", depth_maps={far: far_map, empty: np.zeros((H, W), np.uint16)})
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError) as err:
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", max_depth_sanity=20)
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", max_depth_sanity=20)
     message = str(err.value)
     assert f"have depth above 20 m: {far} (depth_max 60 m)" in message
     assert f"valid depth pixels (0.001 < d < 10.0 m): {empty} (valid fraction 0)" in message
     assert set(_failed(_report(tmp_path / "report")[0])) == {"depth_max", "depth_valid_frac"}
     # without the sanity bound only the empty map fails
     with pytest.raises(ValidationError) as err:
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     assert far not in str(err.value)
 
 
@@ -91,11 +96,11 @@ def test_row_counts_per_split(tmp_path):
     make_nyu(tmp_path / "raw")
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError, match=r"train split: expected 24231 sample\(s\), found 3"):
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 24231, "test": 2})
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 24231, "test": 2})
     failed = _failed(_report(tmp_path / "report")[0])
     assert list(failed) == ["train"] and failed["train"]["observed_value"] == 3
     with pytest.raises(ValueError, match="unknown split"):
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report", expected_counts={"val": 1})
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"val": 1})
 
 
 def test_label_id_out_of_range_names_sample(tmp_path):
@@ -130,7 +135,7 @@ def test_good_segmentation_dataset_passes_and_label_shape_checked(tmp_path):
 
 def test_missing_prepared_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match="mdeaux prepare nyuv2"):
-        validate_dataset(NYUV2, tmp_path / "nothing", tmp_path / "report")
+        validate_dataset(NYU_TINY, tmp_path / "nothing", tmp_path / "report")
     assert not (tmp_path / "report").exists()
 
 
@@ -140,5 +145,12 @@ def test_undecodable_depth_reported_once(tmp_path):
     (tmp_path / "raw" / "nyu" / "kitchen_0001a" / "sync_depth_00003.png").write_bytes(b"\x89PNG broken")
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError, match=rf"1 sample\(s\) failed to decode: {sid} \(depth: "):
-        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     assert list(_failed(_report(tmp_path / "report")[0])) == ["decode_error"]  # null stats skip other checks
+
+
+def test_image_size_other_than_the_official_one_is_flagged(tmp_path):
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError, match=r"image height other than the official 480 px"):
+        validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")

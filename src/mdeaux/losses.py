@@ -170,3 +170,15 @@ def seg_ce_loss(
             return loss.sum() * 0.0
         return loss.sum() / n  # mmseg: avg_factor = label.numel() - (label == ignore_index).sum()
     return loss.mean()  # mmseg weight_reduce_loss(reduction='mean') over all pixels
+
+
+def recon_loss(pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Image reconstruction (paper §3, task 3): MSE between the 3-channel head output, resized
+    bilinearly (align_corners=False) to the input size, and the normalised input image."""
+    if pred.dim() != 4 or pred.shape[1] != 3:
+        raise ValueError(f"reconstruction output must be (B, 3, h, w), got shape {tuple(pred.shape)}")
+    if image.shape[:2] != pred.shape[:2]:
+        raise ValueError(f"input must be (B, 3, H, W) with B = {pred.shape[0]}, got shape {tuple(image.shape)}")
+    if pred.shape[-2:] != image.shape[-2:]:
+        pred = F.interpolate(pred, size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return F.mse_loss(pred, image)

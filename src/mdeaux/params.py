@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mdeaux.datasets.registry import REGISTRY
 
 PROFILES = ("mini", "paper")
-TASKS = ("mldc",)  # auxiliary tasks implemented so far (segmentation, reconstruction: later issues)
+TASKS = ("mldc", "segmentation", "reconstruction")  # the paper's auxiliary tasks (§3)
 
 
 class ParamsError(ValueError):

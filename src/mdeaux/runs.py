@@ -33,7 +33,7 @@ TRAINING_CODE = (
     "prepare.py",
     "train.py",
 )
-AUX_ONLY_TRAIN_KEYS = ("mldc_average",)  # train params a baseline run does not use
+TASK_ONLY_TRAIN_KEYS = {"mldc_average": "mldc"}  # train params only one task reads
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], see
     """Everything that decides the numbers of one run, and nothing else."""
     baseline = task == "baseline"
     train = params.train.model_dump()
-    if baseline:
-        for key in AUX_ONLY_TRAIN_KEYS:
+    for key, only in TASK_ONLY_TRAIN_KEYS.items():
+        if task != only:
             train.pop(key)
     used = [depth] + ([] if baseline else list(aux))
     return {

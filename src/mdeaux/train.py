@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from mdeaux import atomic
 from mdeaux.datasets.registry import get as get_spec
-from mdeaux.losses import SigLoss, mldc_loss
+from mdeaux.losses import SigLoss, mldc_loss, recon_loss, seg_ce_loss
 from mdeaux.metrics import METRICS, aggregate, evaluate_depth, is_better
 from mdeaux.model import build_model
 from mdeaux.prepare import PreparedDataset
@@ -169,6 +169,22 @@ def step(optimizer, loss: torch.Tensor, clip: float, what: str, it: int) -> floa
     return value
 
 
+def aux_outputs(task: str, spec) -> int:
+    """Output channels of an auxiliary head: one per class, or RGB for reconstruction (paper §3)."""
+    return 3 if task == "reconstruction" else spec.num_classes
+
+
+def aux_loss(task: str, out: torch.Tensor, image: torch.Tensor, label: torch.Tensor, spec, train: dict) -> torch.Tensor:
+    """The auxiliary task's loss (paper §3): CE, MLDC's BCE, or MSE against the normalised input."""
+    if task == "segmentation":
+        return seg_ce_loss(out, label, ignore_index=spec.ignore_index)
+    if task == "mldc":
+        return mldc_loss(out, label, ignore_index=spec.ignore_index, average=train["mldc_average"])
+    if task == "reconstruction":
+        return recon_loss(out, image)
+    raise ValueError(f"unknown auxiliary task {task!r}; expected segmentation, mldc or reconstruction")
+
+
 def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     # DINOv2 decode_head.losses / encode_decode: bilinear, align_corners=False (method.md §3.3)
     return F.interpolate(pred, size=size, mode="bilinear", align_corners=False)
@@ -228,7 +244,7 @@ def train_run(run: Run, paths, tracker=None, progress: bool = True) -> dict[str,
     depth_data = PreparedDataset(paths.prepared_of(depth_name))
 
     model_cfg = dict(cfg["model"])
-    model_cfg["aux_heads"] = {name: get_spec(name).num_classes for name in cfg["aux_datasets"]}
+    model_cfg["aux_heads"] = {name: aux_outputs(cfg["task"], get_spec(name)) for name in cfg["aux_datasets"]}
     model = build_model(model_cfg)
     model.train()
     opt_depth, opt_aux = build_optimizers(model, cfg)
@@ -284,8 +300,7 @@ def train_run(run: Run, paths, tracker=None, progress: bool = True) -> dict[str,
         if opt_aux is not None:
             name = aux_names[it % len(aux_names)]  # MIX6 draw: one dataset per step, in turn
             xa, ya = next(aux_streams[name])
-            logits = model.aux(xa, name)
-            loss_aux = mldc_loss(logits, ya, ignore_index=get_spec(name).ignore_index, average=train["mldc_average"])
+            loss_aux = aux_loss(cfg["task"], model.aux(xa, name), xa, ya, get_spec(name), train)
             row["loss_aux"] = step(opt_aux, loss_aux, train["grad_clip"], f"auxiliary ({name})", it)
             row["lr_decoder_aux"] = lr_of(opt_aux, "decoder")
             row["lr_head_aux"] = lr_of(opt_aux, "head")

@@ -97,6 +97,17 @@ def build_checks(
             lambda r: str(r["decode_error"]),
         ),
     ]
+    if spec.image_sizes:
+        for i, dim in enumerate(("height", "width")):
+            allowed = sorted({size[i] for size in spec.image_sizes})
+            checks.append(
+                Check(
+                    E.ExpectColumnValuesToBeInSet(column=f"image_{dim}", value_set=allowed),
+                    f"have an image {dim} other than the official {', '.join(map(str, allowed))} px",
+                    f"image_{dim}",
+                    lambda r: f"image {_shape(r, 'image')}",
+                )
+            )
     if spec.task == "depth":
         checks += _shape_checks(E, "depth")
         checks.append(

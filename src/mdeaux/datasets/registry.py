@@ -87,6 +87,7 @@ NYUV2 = DatasetSpec(
     max_depth=10.0,  # toolbox nyu.py max_depth; DINOv2 hub depthers NYU (0.001, 10) (datasets.md §0.1)
     eval_crop=(45, 471, 41, 601),  # toolbox nyu.py eval_mask "eigen crop" [45:471, 41:601] (method.md §4.2)
     eval_crop_name="eigen",
+    image_sizes=((480, 640),),  # NYU Kinect frames (datasets.md §1.2)
     pinned_files=tuple((f"nyu/{name}", digest) for name, digest in NYU_SPLIT_FILES.items()),
 )
 
@@ -159,7 +160,21 @@ ADE20K = DatasetSpec(
     reduce_zero_label=True,  # mmseg 0.27 ade20k.py: 0 = "other objects" -> ignored (datasets.md §7)
 )
 
-REGISTRY: dict[str, DatasetSpec] = {spec.name: spec for spec in (NYUV2, ADE20K)}
+# The other datasets live in one module per family (same pattern: SPECS, readers, decoders).
+from mdeaux.datasets import cityscapes, indoor_depth, lidar_depth, seg_sets, sunrgbd  # noqa: E402
+
+REGISTRY: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        NYUV2,
+        *sunrgbd.SPECS,
+        *indoor_depth.SPECS,
+        *lidar_depth.SPECS,
+        ADE20K,
+        *cityscapes.SPECS,
+        *seg_sets.SPECS,
+    )
+}
 
 
 def get(name: str) -> DatasetSpec:

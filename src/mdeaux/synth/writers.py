@@ -282,38 +282,60 @@ def write_ade20k_archive(out_dir: Path, n_train: int, n_val: int, seed: int, *, 
 
 
 # -- the mirror ----------------------------------------------------------------------------------
-WRITERS: dict[str, tuple[Callable[..., Path], tuple[str, str]]] = {
-    "nyuv2": (write_nyuv2_archive, ("train", "test")),
-    "ade20k": (write_ade20k_archive, ("train", "val")),
-}
+def _nyuv2(out_dir: Path, counts: Mapping[str, int], seed: int, workers: int = 1) -> list[Path]:
+    return [write_nyuv2_archive(out_dir, counts["train"], counts["test"], seed, workers=workers)]
+
+
+def _ade20k(out_dir: Path, counts: Mapping[str, int], seed: int, workers: int = 1) -> list[Path]:
+    return [write_ade20k_archive(out_dir, counts["train"], counts["val"], seed, workers=workers)]
+
+
+def all_writers() -> dict[str, Callable[..., list[Path]]]:
+    """Every dataset's writer ``(out_dir, counts, seed, workers) -> archives`` (imported lazily: the
+    per-family writer modules import this one)."""
+    from mdeaux.synth import cityscapes, indoor_depth, lidar_depth, seg_sets, sunrgbd
+
+    return {
+        "nyuv2": _nyuv2,
+        "ade20k": _ade20k,
+        "sunrgbd": sunrgbd.write_sunrgbd,
+        "sunrgbd_seg": sunrgbd.write_sunrgbd_seg,
+        **indoor_depth.WRITERS,
+        **lidar_depth.WRITERS,
+        **seg_sets.WRITERS,
+        "cityscapes": cityscapes.write_cityscapes,
+        "cityscapes19": cityscapes.write_cityscapes19,
+    }
 
 
 def write_sha256sums(folder: Path, files: Iterable[Path]) -> Path:
-    """``folder/SHA256SUMS`` in sha256sum format: ``<hex>  <filename>`` lines."""
-    lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in sorted(files))
+    """``folder/SHA256SUMS`` in sha256sum format: ``<hex>  <path relative to folder>`` lines."""
+    lines = "".join(f"{sha256_file(f)}  {Path(f).relative_to(folder).as_posix()}\n" for f in sorted(files))
     write_text(folder / "SHA256SUMS", lines)
     return folder / "SHA256SUMS"
 
 
-def write_mirror(mirror_root: Path, counts: dict[str, dict[str, int]], seed: int, workers: int = 2) -> dict[str, Path]:
-    """Write ``mirror_root/<name>/<archive>`` and ``SHA256SUMS`` for every dataset in ``counts``.
+def write_mirror(mirror_root: Path, counts: dict[str, dict[str, int]], seed: int, workers: int = 2) -> dict[str, list[Path]]:
+    """Write ``mirror_root/<name>/<archives>`` and ``SHA256SUMS`` for every dataset in ``counts``.
 
     ``counts`` maps a dataset name to its split sizes, e.g. ``{"nyuv2": {"train": 48, "test": 12}}``.
     Frames render in ``workers`` spawned processes, so a calling script needs the usual
     ``if __name__ == "__main__":`` guard.
     """
+    from mdeaux.datasets.registry import REGISTRY
+
+    writers = all_writers()
     for name, splits in counts.items():
-        if name not in WRITERS:
-            raise ValueError(f"no synthetic writer for dataset {name!r}; supported: {', '.join(sorted(WRITERS))}")
-        expected = WRITERS[name][1]
+        if name not in writers:
+            raise ValueError(f"no synthetic writer for dataset {name!r}; supported: {', '.join(sorted(writers))}")
+        expected = REGISTRY[name].splits
         if not isinstance(splits, Mapping) or set(splits) != set(expected):
             got = sorted(splits) if isinstance(splits, Mapping) else splits
             raise ValueError(f"counts[{name!r}] must give the splits {list(expected)}, got {got!r}")
-    archives: dict[str, Path] = {}
+    archives: dict[str, list[Path]] = {}
     for name, splits in counts.items():
-        writer, split_names = WRITERS[name]
         folder = Path(mirror_root) / name
-        archive = writer(folder, *(splits[s] for s in split_names), derive_seed(seed, name), workers=workers)
-        write_sha256sums(folder, [archive])
-        archives[name] = archive
+        written = writers[name](folder, dict(splits), derive_seed(seed, name), workers=workers)
+        write_sha256sums(folder, written)
+        archives[name] = written
     return archives
