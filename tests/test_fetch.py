@@ -467,3 +467,24 @@ def test_credentials_never_recorded_or_shown(server, tmp_path):
     with pytest.raises(FetchError) as info:
         download(url, tmp_path / "x.bin", **fast())
     assert "401" in str(info.value) and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_truncated_archive_is_refused_and_nothing_extracted(tmp_path, kind):
+    buf = io.BytesIO()
+    payload = bytes(range(256)) * 400
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("data/a.bin", payload)
+            zf.writestr("data/b.bin", payload[::-1])
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for name, data in (("data/a.bin", payload), ("data/b.bin", payload[::-1])):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    archive = tmp_path / f"cut.{kind}"
+    archive.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(FetchError, match=r"cut\.(zip|tgz).*(not a readable|damaged)"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -120,11 +120,14 @@ def cmd_validate(args) -> None:
 
     paths, params = _context()
     for name in _dataset_arg(args.dataset, params):
-        expected = None
-        if params.profile == "mini" and name in params.synth.counts:
-            expected = params.synth.counts[name].model_dump(exclude_none=True)
+        spec = get(name)
+        # exact split sizes: what the mini world wrote, or the official sizes where published
+        expected = dict(spec.official_counts) or None
+        if params.profile == "mini":
+            counts = params.synth.counts.get(name)
+            expected = counts.model_dump(exclude_none=True) if counts else None
         validate_dataset(
-            get(name),
+            spec,
             paths.prepared_of(name),
             paths.validation_reports / name,
             min_valid_frac=params.validate_.min_valid_frac,

@@ -215,6 +215,7 @@ _PIPELINE_NOTE = (
 
 CITYSCAPES = DatasetSpec(
     name="cityscapes",
+    official_counts=(("train", 2975), ("val", 500)),  # datasets.md §8
     image_sizes=((1024, 2048),),  # leftImg8bit 2048x1024 (datasets.md §8)
     title="Cityscapes (gtFine, 34 labelIds)",
     classes=CITYSCAPES_CLASSES,  # the paper's 34 classes = labelIds 0..33 (datasets.md §8, §13 q1)
@@ -229,6 +230,7 @@ CITYSCAPES = DatasetSpec(
 
 CITYSCAPES19 = DatasetSpec(
     name="cityscapes19",
+    official_counts=(("train", 2975), ("val", 500)),  # datasets.md §8
     image_sizes=((1024, 2048),),  # leftImg8bit 2048x1024 (datasets.md §8)
     title="Cityscapes (gtFine, 19 trainIds, mmseg)",
     classes=CITYSCAPES19_CLASSES,  # mmseg 0.27 CityscapesDataset (datasets.md §8)

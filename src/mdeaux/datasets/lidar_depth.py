@@ -171,6 +171,7 @@ def read_kitti(raw_dir: Path) -> Iterator[RawSample]:
 
 KITTI = DatasetSpec(
     name="kitti",
+    official_counts=(("train", 23158), ("test", 652)),  # toolbox Eigen lists, 45 test entries without GT dropped (datasets.md §0.2)
     title="KITTI (Eigen split, toolbox layout)",
     task="depth",
     scene="outdoor, driving",

@@ -74,6 +74,7 @@ def read_nyuv2(raw_dir: Path) -> Iterator[RawSample]:
 
 NYUV2 = DatasetSpec(
     name="nyuv2",
+    official_counts=(("train", 24231), ("test", 654)),  # toolbox split files (datasets.md §0.2)
     title="NYU Depth V2",
     task="depth",
     scene="indoor",
@@ -142,6 +143,7 @@ def read_ade20k(raw_dir: Path) -> Iterator[RawSample]:
 
 ADE20K = DatasetSpec(
     name="ade20k",
+    official_counts=(("train", 20210), ("val", 2000)),  # datasets.md §7
     title="ADE20K (SceneParse150)",
     task="segmentation",
     scene="indoor, outdoor",

@@ -198,6 +198,7 @@ _VOC_COMMON = dict(
 
 VOC = DatasetSpec(
     name="voc",
+    official_counts=(("train", 8498), ("val", 1449)),  # SBD train.txt / VOC val.txt (datasets.md §10)
     title="Pascal VOC 2012 (SBD train 8,498 / VOC val 1,449)",
     reader=read_voc_sbd,
     notes=(
@@ -211,6 +212,7 @@ VOC = DatasetSpec(
 
 VOC_AUG = DatasetSpec(
     name="voc_aug",
+    official_counts=(("train", 10582), ("val", 1449)),  # mmseg trainaug (datasets.md §10)
     title="Pascal VOC 2012 trainaug (10,582 / VOC val 1,449)",
     reader=read_voc_trainaug,
     notes=("mmseg pascal_voc12_aug.py: train.txt + aug.txt = 10,582 (datasets.md §10)",),

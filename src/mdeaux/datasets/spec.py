@@ -67,6 +67,8 @@ class DatasetSpec:
     ignore_index: int = 255
     reduce_zero_label: bool = False
     label_decoder: Callable[[bytes], np.ndarray] | None = None  # a dataset-specific mapping to class ids
+    # the official number of samples per split, where published (validation checks them on real data)
+    official_counts: tuple[tuple[str, int], ...] = ()
     # the official image sizes (height, width); empty when they vary (validation checks them)
     image_sizes: tuple[tuple[int, int], ...] = ()
     # files inside the extracted archive whose sha256 is published (checked in the paper profile)

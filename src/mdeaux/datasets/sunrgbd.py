@@ -320,6 +320,7 @@ def read_sunrgbd_seg(raw_dir: Path) -> Iterator[RawSample]:
 # ----------------------------------------------------------------------------------------------
 SUNRGBD = DatasetSpec(
     name="sunrgbd",
+    official_counts=(("train", 5285), ("test", 5050)),  # allsplit.mat / toolbox val list (datasets.md §2.1)
     title="SUN RGB-D (depth)",
     task="depth",
     scene="indoor",
@@ -344,6 +345,7 @@ SUNRGBD = DatasetSpec(
 
 SUNRGBD_SEG = DatasetSpec(
     name="sunrgbd_seg",
+    official_counts=(("train", 5285), ("test", 5050)),  # allsplit.mat (datasets.md §2.1)
     title="SUN RGB-D (37-class segmentation)",
     task="segmentation",
     scene="indoor",
