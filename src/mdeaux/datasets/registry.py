@@ -163,12 +163,13 @@ ADE20K = DatasetSpec(
 )
 
 # The other datasets live in one module per family (same pattern: SPECS, readers, decoders).
-from mdeaux.datasets import cityscapes, indoor_depth, lidar_depth, seg_sets, sunrgbd  # noqa: E402
+from mdeaux.datasets import cityscapes, indoor_depth, lidar_depth, nyu_labeled, seg_sets, sunrgbd  # noqa: E402
 
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         NYUV2,
+        *nyu_labeled.SPECS,
         *sunrgbd.SPECS,
         *indoor_depth.SPECS,
         *lidar_depth.SPECS,

@@ -32,7 +32,7 @@ from PIL import Image
 
 from mdeaux.atomic import atomic_path
 from mdeaux.datasets import seg_sets as S
-from mdeaux.synth.render import Frame, all_class_names, render_frame
+from mdeaux.synth.render import Frame, _dilate, all_class_names, render_frame
 from mdeaux.synth.writers import PNG_COMPRESS_LEVEL, _check_count, _run, derive_seed, encode_jpeg, encode_png, write_zip
 
 MAX_ATTEMPTS = 10  # re-render (next derived seed) until a frame shows a class the dataset requires
@@ -131,15 +131,7 @@ def _outline(labels: np.ndarray, width: int) -> np.ndarray:
         else:
             edge[:, 1:] |= diff
             edge[:, :-1] |= diff
-    out = edge.copy()
-    for _ in range(max(width - 1, 0)):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
+    return _dilate(edge, max(width - 1, 0))
 
 
 @dataclass(frozen=True)

@@ -293,11 +293,12 @@ def _ade20k(out_dir: Path, counts: Mapping[str, int], seed: int, workers: int = 
 def all_writers() -> dict[str, Callable[..., list[Path]]]:
     """Every dataset's writer ``(out_dir, counts, seed, workers) -> archives`` (imported lazily: the
     per-family writer modules import this one)."""
-    from mdeaux.synth import cityscapes, indoor_depth, lidar_depth, seg_sets, sunrgbd
+    from mdeaux.synth import cityscapes, indoor_depth, lidar_depth, nyu_labeled, seg_sets, sunrgbd
 
     return {
         "nyuv2": _nyuv2,
         "ade20k": _ade20k,
+        "nyuv2_labeled": nyu_labeled.write_nyuv2_labeled,
         "sunrgbd": sunrgbd.write_sunrgbd,
         "sunrgbd_seg": sunrgbd.write_sunrgbd_seg,
         **indoor_depth.WRITERS,
