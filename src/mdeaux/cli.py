@@ -170,9 +170,9 @@ def cmd_train(args) -> None:
     log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
     if missing:
         tracking.setup(paths.mlflow_uri, params.profile, paths.mlflow_artifacts)  # DB + experiment before fan-out
-        snakefile = Path(__file__).resolve().parents[2] / "pipeline" / "Snakefile"
+        snakefile = paths.root / "pipeline" / "Snakefile"
         if not snakefile.is_file():
-            snakefile = paths.root / "pipeline" / "Snakefile"
+            raise FileNotFoundError(f"{snakefile} is missing: run mdeaux from the mdeaux repository root")
         cmd = [
             sys.executable, "-m", "snakemake",
             "--snakefile", str(snakefile),

@@ -7,7 +7,7 @@
   (``rgb depth focal`` lines, unsorted; the test list holds some ``None`` entries: frames 0-4 of a drive,
   for which the annotated set has no ground truth, as in the real data).
 * DIODE (datasets.md §5): ``train.tar.gz`` and ``val.tar.gz`` with
-  ``{train,val}/{indoors,outdoor}/scene_XXXXX/scan_XXXXX/<scene>_<scan>_<domain>_<h>_<v>{.png,_depth.npy,_depth_mask.npy}``,
+  ``{train,val}/{indoors,outdoor}/scene_<5 digits>/scan_<5 digits>/<scene>_<scan>_<domain>_<h>_<v>{.png,_depth.npy,_depth_mask.npy}``,
   RGB 1024x768, depth float32 (768, 1024, 1) metres, mask (768, 1024) float32 (the 2nd, 5th, ... of a domain float64,
   since both occur in the real data). Indoor scenes come from ``render.render_frame``, outdoor ones from
   ``outdoor.render_outdoor``. ``write_diode_indoor`` / ``write_diode_outdoor`` write both domains (the
