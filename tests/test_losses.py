@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mdeaux.losses import SigLoss, mldc_loss, multi_hot, seg_ce_loss
+from mdeaux.losses import GradientLoss, SigLoss, dominant_class, mldc_loss, multi_hot, seg_ce_loss, slc_loss
 
 EPS = 1e-3
 
@@ -87,6 +87,23 @@ def test_sigloss_gradient_flows_and_weight():
     assert out.item() == pytest.approx(2 * _full(G), rel=1e-6)
     out.backward()
     assert pred.grad[0, 0, 1, 1] == 0 and pred.grad.abs().sum() > 0  # invalid pixel gets no gradient
+
+
+def test_sigloss_iteration_argument_decides_warm_up():
+    loss = SigLoss(warm_iter=3)
+    loss.train()
+    assert loss(PRED, GT, it=2).item() == pytest.approx(_warm(G), rel=1e-6)
+    assert loss(PRED, GT, it=3).item() == pytest.approx(_full(G), rel=1e-6)  # counter is still 0
+    assert int(loss.warm_up_counter) == 0  # left unchanged when it is given
+    assert loss(PRED, GT, it=0).item() == pytest.approx(_warm(G), rel=1e-6)
+    # a resumed run: the counter was not saved (0), the iteration says warm-up is over
+    assert SigLoss(warm_iter=3).train()(PRED, GT, it=50).item() == pytest.approx(_full(G), rel=1e-6)
+    assert SigLoss(warm_up=False)(PRED, GT, it=0).item() == pytest.approx(_full(G), rel=1e-6)
+    # without it the counter behaviour is unchanged
+    assert loss(PRED, GT).item() == pytest.approx(_warm(G), rel=1e-6)
+    assert int(loss.warm_up_counter) == 1
+    with pytest.raises(ValueError, match="0-based iteration"):
+        loss(PRED, GT, it=-1)
 
 
 def test_sigloss_empty_and_bad_shapes():
@@ -190,3 +207,204 @@ def test_recon_loss_is_mse_against_the_input_after_resizing():
     assert recon_loss(small, image).item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="must be \\(B, 3, h, w\\)"):
         recon_loss(torch.zeros(1, 4, 2, 2), image)
+
+
+# ---------------------------------------------------------------------------------------------- GradientLoss
+def _d(p, t):
+    return math.log(p + EPS) - math.log(t + EPS)
+
+
+def _ref_gradient_dinov2(pred, gt):
+    """DINOv2's gradientloss on (B, 1, H, W) nested lists, written out: strides act on the batch axis (and on
+    the one-element channel axis, which keeps channel 0), v = image b vs image b + 2 pixel by pixel, h (channel
+    axis) is empty."""
+    total = 0.0
+    for s in (1, 2, 4, 6):
+        imgs = list(range(0, len(pred), s))
+        flat = lambda x, b: [v for row in x[b][0] for v in row]  # noqa: E731
+        n = sum(1 for b in imgs for t in flat(gt, b) if t > 0)
+        v = 0.0
+        for j in range(len(imgs) - 2):
+            b0, b2 = imgs[j], imgs[j + 2]
+            for p0, t0, p2, t2 in zip(flat(pred, b0), flat(gt, b0), flat(pred, b2), flat(gt, b2)):
+                if t0 > 0 and t2 > 0:
+                    v += abs(_d(p0, t0) - _d(p2, t2))
+        total += v / n if n else 0.0
+    return total
+
+
+def _ref_gradient_spatial(pred, gt):
+    """The same formula on H and W of every image, N and sums pooled over the batch."""
+    total = 0.0
+    for s in (1, 2, 4, 6):
+        n, acc = 0, 0.0
+        for b in range(len(pred)):
+            P = [row[::s] for row in pred[b][0][::s]]
+            T = [row[::s] for row in gt[b][0][::s]]
+            n += sum(1 for row in T for t in row if t > 0)
+            for i in range(len(T)):
+                for j in range(len(T[0])):
+                    if T[i][j] <= 0:
+                        continue
+                    if i + 2 < len(T) and T[i + 2][j] > 0:
+                        acc += abs(_d(P[i][j], T[i][j]) - _d(P[i + 2][j], T[i + 2][j]))
+                    if j + 2 < len(T[0]) and T[i][j + 2] > 0:
+                        acc += abs(_d(P[i][j], T[i][j]) - _d(P[i][j + 2], T[i][j + 2]))
+        total += acc / n if n else 0.0
+    return total
+
+
+def _rand_depth(b, h, w, seed, holes=True):
+    g = torch.Generator().manual_seed(seed)
+    pred = torch.rand(b, 1, h, w, generator=g) * 4 + 0.1
+    gt = torch.rand(b, 1, h, w, generator=g) * 4 + 0.1
+    if holes:
+        gt[torch.rand(b, 1, h, w, generator=g) < 0.3] = 0.0
+    return pred, gt
+
+
+def test_gradient_loss_dinov2_batch3_by_hand():
+    # images 0 and 2 differ by log-ratio differences; image 1 never enters (it has no partner at distance 2)
+    pred = torch.tensor([[[[1.0, 2.0]]], [[[7.0, 7.0]]], [[[3.0, 1.0]]]])
+    gt = torch.tensor([[[[2.0, 2.0]]], [[[1.0, 0.0]]], [[[1.0, 0.0]]]])  # image 2 pixel 1 invalid
+    n = 4  # valid pixels over the whole batch at stride 1
+    expected = abs(_d(1.0, 2.0) - _d(3.0, 1.0)) / n  # only pixel 0 has both ends valid
+    # strides 2, 4, 6 keep images {0, 2}, {0}, {0}: no pair at distance 2, numerator 0
+    out = GradientLoss(loss_weight=1.0)(pred, gt)
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+    assert GradientLoss()(pred, gt).item() == pytest.approx(0.5 * expected, rel=1e-6)  # DINOv2 weight 0.5
+    # changing image 1 (no partner) changes nothing
+    other = pred.clone()
+    other[1] = 0.5
+    assert GradientLoss(loss_weight=1.0)(other, gt).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("batch", [3, 4, 5, 7, 13])
+def test_gradient_loss_dinov2_matches_reference_loops(batch):
+    pred, gt = _rand_depth(batch, 3, 4, seed=batch)
+    expected = _ref_gradient_dinov2(pred.tolist(), gt.tolist())
+    assert expected > 0
+    assert GradientLoss(loss_weight=1.0)(pred, gt).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_gradient_loss_dinov2_batch5_uses_stride_2():
+    pred, gt = _rand_depth(5, 2, 2, seed=0, holes=False)
+    s1 = sum(abs(_d(pred[b, 0, i, j].item(), gt[b, 0, i, j].item()) - _d(pred[b + 2, 0, i, j].item(), gt[b + 2, 0, i, j].item()))
+             for b in range(3) for i in range(2) for j in range(2)) / 20
+    s2 = sum(abs(_d(pred[0, 0, i, j].item(), gt[0, 0, i, j].item()) - _d(pred[4, 0, i, j].item(), gt[4, 0, i, j].item()))
+             for i in range(2) for j in range(2)) / 12  # stride 2 keeps images 0, 2, 4: pair (0, 4), N = 12
+    assert GradientLoss(loss_weight=1.0)(pred, gt).item() == pytest.approx(s1 + s2, rel=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gradient_loss_dinov2_is_zero_for_batch_up_to_2(batch):
+    pred, gt = _rand_depth(batch, 5, 6, seed=1)
+    pred.requires_grad_(True)
+    out = GradientLoss()(pred, gt)
+    assert out.item() == 0.0 and out.requires_grad
+    out.backward()
+    assert torch.all(pred.grad == 0) and not torch.isnan(pred.grad).any()
+
+
+def test_gradient_loss_spatial_by_hand():
+    pred = torch.tensor([[[[1.0, 2.0, 4.0], [1.0, 1.0, 1.0], [3.0, 1.0, 2.0]]]])
+    gt = torch.tensor([[[[1.0, 1.0, 1.0], [2.0, 2.0, 0.0], [1.0, 0.0, 1.0]]]])
+    D = [[_d(p, t) for p, t in zip(pr, gr)] for pr, gr in zip(pred[0, 0].tolist(), gt[0, 0].tolist())]
+    # stride 1: 7 valid; h pairs (row, 0 vs 2): row 0 valid-valid, row 1 gt 0 at col 2, row 2 valid-valid;
+    # v pairs (col, row 0 vs 2): col 0 both valid, col 1 row 2 invalid, col 2 both valid
+    s1 = (abs(D[0][0] - D[0][2]) + abs(D[2][0] - D[2][2]) + abs(D[0][0] - D[2][0]) + abs(D[0][2] - D[2][2])) / 7
+    # stride 2 keeps the four corners (all valid) as a 2x2 map: no pair at distance 2; strides 4, 6: one pixel
+    assert GradientLoss(mode="spatial", loss_weight=1.0)(pred, gt).item() == pytest.approx(s1, rel=1e-6)
+    assert _ref_gradient_spatial(pred.tolist(), gt.tolist()) == pytest.approx(s1, rel=1e-12)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_gradient_loss_spatial_matches_reference_loops_and_has_gradient(batch):
+    pred, gt = _rand_depth(batch, 13, 14, seed=10 + batch)
+    pred.requires_grad_(True)
+    out = GradientLoss(mode="spatial", loss_weight=1.0)(pred, gt)
+    assert out.item() == pytest.approx(_ref_gradient_spatial(pred.tolist(), gt.tolist()), rel=1e-5)
+    out.backward()
+    assert pred.grad.abs().sum() > 0
+    assert torch.all(pred.grad[gt == 0] == 0)  # invalid pixels get no gradient
+
+
+def test_gradient_loss_masks_invalid_and_max_depth():
+    pred, gt = _rand_depth(2, 6, 6, seed=3)
+    loss = GradientLoss(mode="spatial", loss_weight=1.0)
+    base = loss(pred, gt).item()
+    other = pred.clone()
+    other[gt == 0] = 9.0  # predictions on invalid pixels do not matter
+    assert loss(other, gt).item() == pytest.approx(base, rel=1e-6)
+    capped = GradientLoss(mode="spatial", loss_weight=1.0, max_depth=2.0)(pred, gt).item()
+    masked = gt.clone()
+    masked[masked > 2.0] = 0.0
+    assert capped == pytest.approx(_ref_gradient_spatial(pred.tolist(), masked.tolist()), rel=1e-5)
+    every = GradientLoss(mode="spatial", loss_weight=1.0, valid_mask=False)(pred, gt + 1).item()
+    assert every == pytest.approx(_ref_gradient_spatial(pred.tolist(), (gt + 1).tolist()), rel=1e-5)
+
+
+def test_gradient_loss_empty_scale_and_all_invalid():
+    # batch 3, image 0 all invalid: strides 4 and 6 keep image 0 only -> N = 0 there; DINOv2 would give nan,
+    # here those scales contribute 0 and the loss is the stride-1 term
+    pred, gt = _rand_depth(3, 2, 2, seed=4, holes=False)
+    gt[0] = 0.0
+    out = GradientLoss(loss_weight=1.0)(pred, gt)
+    assert math.isfinite(out.item())
+    assert out.item() == pytest.approx(_ref_gradient_dinov2(pred.tolist(), gt.tolist()), rel=1e-6)
+    # nothing valid at all: raise by default, zero with a graph on request
+    with pytest.raises(ValueError, match="valid depth pixel"):
+        GradientLoss()(pred, torch.zeros_like(gt))
+    p = pred.clone().requires_grad_(True)
+    zero = GradientLoss(mode="spatial", on_empty="zero")(p, torch.zeros_like(gt))
+    assert zero.item() == 0.0
+    zero.backward()
+    assert torch.all(p.grad == 0)
+
+
+def test_gradient_loss_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        GradientLoss(mode="hw")
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        GradientLoss()(torch.ones(2, 2, 3, 3), torch.ones(2, 2, 3, 3))
+
+
+# ---------------------------------------------------------------------------------------------- single-label
+def test_dominant_class_ties_and_ignore():
+    label = torch.tensor(
+        [
+            [[2, 2], [1, 255]],  # 2 wins
+            [[3, 1], [1, 3]],  # tie 1 vs 3 -> 1
+            [[255, 255], [255, 255]],  # no valid pixel
+            [[0, 255], [255, 255]],
+        ]
+    )
+    cls, has = dominant_class(label, 4)
+    assert cls[has].tolist() == [2, 1, 0] and has.tolist() == [True, True, False, True]
+    with pytest.raises(ValueError, match="label value 4"):
+        dominant_class(torch.tensor([[[4]]]), 4)
+
+
+def test_slc_loss_by_hand():
+    logits = torch.tensor(
+        [
+            [[[1.0, 3.0]], [[0.0, 0.0]], [[2.0, -2.0]]],  # means [2, 0, 0]
+            [[[0.5, 0.5]], [[1.0, 3.0]], [[-1.0, 1.0]]],  # means [0.5, 2, 0]
+            [[[9.0, 9.0]], [[9.0, 9.0]], [[9.0, 9.0]]],  # skipped (no valid pixel)
+        ]
+    )
+    label = torch.tensor([[[2, 2, 0]], [[1, 0, 0]], [[255, 255, 255]]])  # targets 2 (two votes) and 0 (two votes against one)
+    expected = (_ce([2.0, 0.0, 0.0], 2) + _ce([0.5, 2.0, 0.0], 0)) / 2
+    assert slc_loss(logits, label).item() == pytest.approx(expected, rel=1e-6)
+    tie = torch.tensor([[[1, 2, 255]]])  # tie 1 vs 2 -> 1
+    assert slc_loss(logits[:1], tie).item() == pytest.approx(_ce([2.0, 0.0, 0.0], 1), rel=1e-6)
+
+
+def test_slc_loss_all_skipped_is_zero_with_graph():
+    logits = torch.randn(2, 3, 2, 2, requires_grad=True)
+    out = slc_loss(logits, torch.full((2, 4, 4), 255))
+    assert out.item() == 0.0 and out.grad_fn is not None
+    out.backward()
+    assert torch.all(logits.grad == 0)
+    with pytest.raises(ValueError, match="\\(B, H, W\\)"):
+        slc_loss(logits, torch.zeros(3, 2, 2, dtype=torch.long))

@@ -89,7 +89,7 @@ def test_non_finite_loss_stops_before_updating():
 import numpy as np  # noqa: E402
 
 from mdeaux.datasets.registry import NYUV2  # noqa: E402
-from mdeaux.train import Best, Stream, evaluate  # noqa: E402
+from mdeaux.train import Best, SampleSource, StepData, aux_plan, decoder_lrs, evaluate  # noqa: E402
 
 
 class StubData:
@@ -145,25 +145,150 @@ def test_best_keeps_the_best_value_of_each_metric_and_its_step():
     assert best.steps == {"abs_rel": 20, "a1": 30, "rmse": 20}
 
 
-def test_streams_are_seeded_and_visit_every_sample_each_epoch():
-    class Data:
-        def decode(self, sample_id):
-            v = float(sample_id)
-            return {"image": np.full((2, 2, 3), v, np.uint8), "depth": np.full((2, 2), v, np.float32), "label": None}
+class IdData:
+    """Samples whose pixels hold their id."""
 
-    ids = [str(i) for i in range(6)]
-    ident = lambda img, target, rng: (img, target)  # noqa: E731
+    def decode(self, sample_id):
+        v = float(sample_id)
+        return {"image": np.full((2, 2, 3), v, np.uint8), "depth": np.full((2, 2), v, np.float32), "label": np.full((2, 2), v, np.uint8)}
 
-    def draws(seed, name, n=3):
-        s = Stream(Data(), ids, "depth", ident, 2, seed, name)
-        return [tuple(int(v) for v in next(s)[1][:, 0, 0, 0]) for _ in range(n)]
 
-    first = draws(0, "nyuv2")
-    assert first == draws(0, "nyuv2")
-    assert first != draws(1, "nyuv2") or first != draws(0, "other")
-    assert sorted(v for batch in first for v in batch) == list(range(6))  # one epoch = every sample once
+def ident(img, target, rng):
+    return img, target
+
+
+def source(seed=0, name="nyuv2", n=6):
+    return SampleSource(IdData(), [str(i) for i in range(n)], "depth", ident, seed, name)
+
+
+def ids_of(batch):
+    return [int(v) for v in batch[1][:, 0, 0, 0]]
+
+
+def test_sources_are_seeded_and_visit_every_sample_each_epoch():
+    first = ids_of(source().batch(range(6)))
+    assert first == ids_of(source().batch(range(6)))
+    assert first != ids_of(source(seed=1).batch(range(6))) or first != ids_of(source(name="other").batch(range(6)))
+    assert sorted(first) == list(range(6))  # one epoch = every sample once
+    assert sorted(ids_of(source().batch(range(6, 12)))) == list(range(6))
+    # any sample can be drawn alone (resume, several processes): sample k does not depend on what came before
+    assert ids_of(source().batch(range(3, 5))) == first[3:5]
     with pytest.raises(ValueError, match="no training samples"):
-        Stream(Data(), [], "depth", ident, 2, 0, "nyuv2")
+        SampleSource(IdData(), [], "depth", ident, 0, "nyuv2")
+
+
+def test_augmentation_draws_depend_only_on_the_sample_number():
+    def noisy(img, target, rng):
+        return img, target + rng.random()
+
+    def depth_of(k, start):
+        src = SampleSource(IdData(), [str(i) for i in range(4)], "depth", noisy, 0, "nyuv2")
+        if start < k:
+            src.batch(range(start, k))  # whatever was drawn before
+        return float(src.batch(range(k, k + 1))[1][0, 0, 0, 0])
+
+    assert depth_of(5, 0) == depth_of(5, 5)
+
+
+def test_two_processes_split_each_global_batch_in_halves():
+    aux = {"ade20k": SampleSource(IdData(), [str(i) for i in range(10, 15)], "segmentation", ident, 0, "ade20k")}
+    plan = aux_plan(["ade20k"], [5], 4, "cycle", 0)
+    single = StepData(source(), aux, plan, batch_size=2)
+    halves = [StepData(source(), aux, plan, batch_size=2, rank=r, world=2) for r in (0, 1)]
+    for s in range(4):
+        whole = single[s]
+        assert ids_of(whole["depth"]) == ids_of(halves[0][s]["depth"]) + ids_of(halves[1][s]["depth"])
+        assert torch.equal(whole["aux"][1], torch.cat([h[s]["aux"][1] for h in halves]))
+    with pytest.raises(ValueError, match="divisible"):
+        StepData(source(), aux, plan, batch_size=3, world=2)
+
+
+def test_aux_plan_modes():
+    names, sizes = ["a", "b", "c"], [1, 1, 98]
+    assert aux_plan(names, sizes, 7, "cycle", 0) == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1), ("c", 1), ("a", 2)]
+    rand = aux_plan(names, sizes, 300, "random", 0)
+    assert rand == aux_plan(names, sizes, 300, "random", 0) and rand != aux_plan(names, sizes, 300, "random", 1)
+    assert all(sum(n == x for n, _ in rand) > 60 for x in names)  # uniform: ~100 each
+    prop = aux_plan(names, sizes, 300, "proportional", 0)
+    assert sum(n == "c" for n, _ in prop) > 270  # 98 % of the draws
+    counts = {}
+    for n, draw in prop:  # draw numbers count each dataset's own draws
+        assert draw == counts.get(n, 0)
+        counts[n] = draw + 1
+    with pytest.raises(ValueError, match="aux_draw"):
+        aux_plan(names, sizes, 3, "mixed", 0)
+
+
+def test_beta_variant_and_gamma_scale_the_decoder_lr():
+    cfg, *_ = setup(alpha=0.9)
+    eta = cfg["train"]["lr"]
+    assert decoder_lrs(cfg) == pytest.approx((0.9 * eta, 0.1 * eta))
+    assert decoder_lrs({**cfg, "beta": 0.05, "alpha": None}) == pytest.approx((eta, 0.05 * eta))  # paper §5.1, Fig. 5 right
+    base, *_ = setup(task="baseline")
+    assert decoder_lrs({**base, "gamma": 0.5}) == (0.5 * eta, None)  # Fig. 5 left
+
+
+@pytest.mark.parametrize("it", [0, 20, 39, 40, 80, 119])
+def test_beta_variant_lrs_follow_the_schedule(it):
+    raw = copy.deepcopy(RAW)
+    cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux=["ade20k"], seed=0, beta=0.1)
+    assert cfg["alpha"] is None and cfg["beta"] == 0.1
+    torch.manual_seed(0)
+    model = build_model(dict(cfg["model"], aux_heads={"ade20k": 150}))
+    opt_depth, opt_aux = build_optimizers(model, cfg)
+    schedule(opt_depth, it, cfg["train"])
+    schedule(opt_aux, it, cfg["train"])
+    t = cfg["train"]
+    eta = t["lr"] * lr_factor(it, t["iterations"], t["warmup_iters"], t["warmup_ratio"], t["min_lr_ratio"])
+    assert lr_of(opt_depth, "decoder") == pytest.approx(eta, rel=1e-12)
+    assert lr_of(opt_aux, "decoder") == pytest.approx(0.1 * eta, rel=1e-12)
+
+
+def test_gamma_and_beta_only_where_they_apply():
+    params = parse(copy.deepcopy(RAW))
+    plain = resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0)
+    assert "gamma" not in plain and "beta" not in plain  # gamma = 1 keeps the baseline's id
+    assert resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0, gamma=2.0)["gamma"] == 2.0
+    with pytest.raises(ValueError, match="beta"):
+        resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0, beta=0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        resolve_config(params, depth="nyuv2", task="mldc", aux=["ade20k"], seed=0, gamma=2.0)
+
+
+def test_non_finite_gradient_norm_stops_before_updating():
+    cfg, model, opt_depth, _ = setup(warmup_iters=0)
+    before = [p.detach().clone() for p in model.decoder.parameters()]
+    x = torch.randn(1, 3, 28, 28)
+    d = model.depth(x).mean()
+    loss = torch.sqrt(d - d.detach())  # value 0 (finite), gradient 1 / (2 sqrt(0)) = inf
+    with pytest.raises(RuntimeError, match="gradient norm is (inf|nan) at iteration 3"):
+        step(opt_depth, loss, 35.0, "depth", 3)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
+
+
+def test_evaluation_resizes_the_image_but_scores_at_the_original_size():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shapes = []
+
+        def depth(self, x):
+            self.shapes.append(tuple(x.shape[-2:]))
+            return torch.full((1, 1, x.shape[-2] // 2, x.shape[-1] // 2), 2.0)
+
+    data = StubData(2.0)
+    model = Recorder()
+    metrics = evaluate(model, data, data.ids(), NYUV2, flip=False, aug={"resize_to": [240, 320]})
+    assert set(model.shapes) == {(240, 320)} and metrics["abs_rel"] == pytest.approx(0.0)
+
+
+def test_sun_rgbd_clips_prediction_and_gt_to_8_m():
+    from mdeaux.datasets.sunrgbd import SUNRGBD
+    from mdeaux.metrics import evaluate_depth
+
+    gt = np.full((480, 640), 9.0, np.float32)  # toolbox: GT 9 m -> 8 m, prediction 9.5 m -> 8 m: no error
+    assert evaluate_depth(gt, np.full_like(gt, 9.5), SUNRGBD)["abs_rel"] == pytest.approx(0.0)
+    assert evaluate_depth(gt, np.full_like(gt, 9.5), NYUV2)["abs_rel"] == pytest.approx(0.5 / 9.0)
 
 
 @pytest.mark.parametrize("task", ["mldc", "segmentation", "reconstruction"])

@@ -203,13 +203,16 @@ def cmd_train(args) -> None:
 
 
 def cmd_run_one(args) -> None:
-    """Train one planned run (what each Snakemake job executes)."""
+    """Train one planned run (what each Snakemake job executes); under torchrun, one process of it."""
     import fcntl
 
     from mdeaux.runs import load_run
 
     paths, params = _context()
     run = load_run(paths, args.run_id)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 holds the run's lock
+        _run_one(run, paths, params, args)
+        return
     # one trainer per run id, also across queued DVC experiments sharing the run store
     with open(paths.run_dir(run.id) / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -219,33 +222,57 @@ def cmd_run_one(args) -> None:
 def _run_one(run, paths, params, args) -> None:
     import torch
 
-    from mdeaux import tracking
+    from mdeaux import atomic, tracking
     from mdeaux.runs import is_done, plan
-    from mdeaux.train import train_run
+    from mdeaux.train import CHECKPOINT, Preempted, Runtime, train_run
 
     if is_done(paths, run.id) and not args.force:
         log.info("%s is already done (%s)", run.id, paths.run_dir(run.id) / "metrics.json")
         return
     torch.set_num_threads(params.runner.torch_threads)
-    tags = {
-        "run_id": run.id,
-        "label": run.label,
-        "task": run.config["task"],
-        "depth_dataset": run.config["depth_dataset"],
-        "studies": ",".join(next((r.studies for r in plan(paths, params, write=False) if r.id == run.id), ())),
-        "code_version": run.code[:16],
-        **{f"data.{k}": v[:16] for k, v in run.inputs.items()},
-        **tracking.git_state(paths.root),
-    }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts)
-    tracker.params(run.config)
+    rt = Runtime.setup(params.runner.device, params.runner.loader_workers, params.runner.compile)
+    if rt.world > 1:
+        log.info("%s: process %d of %d on %s", run.id, rt.rank, rt.world, rt.device)
+    tracker = None
+    id_file = paths.run_dir(run.id) / "mlflow_run_id"
+    if rt.main:
+        tags = {
+            "run_id": run.id,
+            "label": run.label,
+            "task": run.config["task"],
+            "depth_dataset": run.config["depth_dataset"],
+            "studies": ",".join(next((r.studies for r in plan(paths, params, write=False) if r.id == run.id), ())),
+            "code_version": run.code[:16],
+            "processes": str(rt.world),
+            "device": str(rt.device),
+            **{f"data.{k}": v[:16] for k, v in run.inputs.items()},
+            **tracking.git_state(paths.root),
+        }
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+        # a run resumed from its checkpoint continues its MLflow run
+        resume = id_file.read_text().strip() if id_file.is_file() and (paths.run_dir(run.id) / CHECKPOINT).is_file() else None
+        tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts, run_id=resume)
+        if tracker.run_id:
+            atomic.write_text(id_file, tracker.run_id + "\n")
+        if resume is None:
+            tracker.params(run.config)
     try:
-        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress)
+        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress, rt=rt)
+    except Preempted as stop:
+        if tracker is not None:
+            tracker.finish("KILLED")
+        log.warning("%s", stop)
+        raise SystemExit(Preempted.exit_code) from None
     except BaseException:
-        tracker.finish("FAILED")
+        if tracker is not None:
+            tracker.finish("FAILED")
         raise
+    finally:
+        if rt.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if tracker is None:
+        return
     for name in ("config.json", "metrics.json", "curves.csv", "evals.csv"):
         tracker.artifact(paths.run_dir(run.id) / name)
     tracker.metrics({f"best.{k}": v for k, v in result["best"].items()}, step=result["iterations"])
@@ -261,11 +288,35 @@ def cmd_report(args) -> None:
     log.info("reports written: %s", ", ".join(str(p.relative_to(paths.root)) for p in written))
 
 
+def cmd_weights(args) -> None:
+    from mdeaux.weights import command
+
+    command(args)
+
+
 def cmd_params(args) -> None:
     import yaml
 
     paths, params = _context()
     print(yaml.safe_dump(params.model_dump(by_alias=True), sort_keys=False))
+
+
+def cmd_bench(args) -> None:
+    import torch
+
+    from mdeaux import atomic
+    from mdeaux.bench import load_raw, report
+    from mdeaux.train import Runtime
+
+    paths, params = _context()
+    torch.set_num_threads(params.runner.torch_threads)
+    rt = Runtime.setup(args.device or params.runner.device,
+                       params.runner.loader_workers if args.workers is None else args.workers, args.compile)
+    configs = ["mini", "real"] if args.config == "both" else [args.config]
+    text = report(paths, load_raw(paths), configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch)
+    print(text)
+    if args.out:
+        atomic.write_text(args.out, text + "\n")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,6 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add("report", cmd_report, "render reports/ (Table 3 beside the paper, metrics.json for `dvc exp show`)")
     add("params", cmd_params, "print the resolved parameters of the active profile")
+    sp = add("bench", cmd_bench, "time a global step against its floor (backbone fwd + decoder fwd/bwd), the loader "
+             "against consumption, and peak memory; on a GPU also the backbone's bf16 images/s and share of peak")
+    sp.add_argument("--config", choices=["mini", "real", "both"], default="both",
+                    help="mini: the mini profile; real: the paper profile's sizes with a random backbone (default: both)")
+    sp.add_argument("--backbone", default="dinov2_vitg14", help="backbone of the real configuration (random weights)")
+    sp.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    sp.add_argument("--warmup", type=int, default=3, help="untimed first steps (default 3)")
+    sp.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params runner.device")
+    sp.add_argument("--workers", type=int, help="loader workers (default: params runner.loader_workers)")
+    sp.add_argument("--compile", action="store_true", help="torch.compile the decoder")
+    sp.add_argument("--peak-tflops", type=float, help="the GPU's bf16 dense peak, if its name is not in the table")
+    sp.add_argument("--gpu-batch", type=int, default=16, help="batch of the GPU backbone throughput test")
+    sp.add_argument("--out", type=Path, help="also write the report to this file")
+    sp = add("weights", cmd_weights, "download a backbone's pretrained weights (verified, pinned to a commit) "
+             "into models/<name> and track them with DVC, for compute nodes without internet")
+    from mdeaux.weights import add_arguments as _weights_arguments
+
+    _weights_arguments(sp)
     return p
 
 

@@ -1,7 +1,8 @@
-"""Training losses: DINOv2's SigLoss for depth, and the auxiliary segmentation / MLDC losses.
+"""Training losses: DINOv2's SigLoss and GradientLoss for depth, and the auxiliary losses.
 
-Sources: method.md §3.4 (DINOv2 ``dinov2/eval/depth/models/losses/sigloss.py``), paper §3 and method.md
-§2.2 / §8.2 (MLDC), mmsegmentation 0.27 ``decode_head.losses`` + ``cross_entropy_loss.py`` (CE).
+Sources: method.md §3.4 (DINOv2 ``dinov2/eval/depth/models/losses/sigloss.py`` and ``gradientloss.py``),
+paper §3 and method.md §2.2 / §8.2 (MLDC), paper Appendix C.1 (single-label dense classification, text
+not available: [I]), mmsegmentation 0.27 ``decode_head.losses`` + ``cross_entropy_loss.py`` (CE).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ class SigLoss(nn.Module):
     For the first ``warm_iter`` training calls the loss is sqrt(0.15 * mean(g)^2). The call counter is a
     registered buffer, so it is saved in ``state_dict`` and restored on resume; it only advances in
     training mode (DINOv2 only calls the loss while training).
+
+    ``forward(pred, gt, it)``: when the 0-based training iteration ``it`` is given, warm-up is decided
+    by ``it < warm_iter`` instead of the counter, and the counter is left unchanged. DINOv2 calls the
+    loss once per iteration, so its counter equals ``it`` during warm-up and both give the same loss;
+    passing ``it`` keeps a resumed run right without relying on the counter.
 
     With no valid pixel (or a single one outside warm-up, where the unbiased variance is undefined)
     DINOv2 returns nan; here ``on_empty="raise"`` (default) raises ValueError and ``on_empty="zero"``
@@ -58,7 +64,7 @@ class SigLoss(nn.Module):
             + f") in the batch, got {n_valid}"
         )
 
-    def forward(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor, gt: torch.Tensor, it: int | None = None) -> torch.Tensor:
         if pred.shape != gt.shape or pred.dim() != 4 or pred.shape[1] != 1:
             raise ValueError(
                 f"SigLoss expects pred and gt of equal shape (B, 1, H, W), got {tuple(pred.shape)} "
@@ -69,9 +75,14 @@ class SigLoss(nn.Module):
             valid = valid & (gt <= self.max_depth)  # dinov2: target <= self.max_depth
         p, t = pred[valid], gt[valid]
         n = int(p.numel())
-        in_warm_up = self.warm_up and int(self.warm_up_counter) < self.warm_iter
-        if in_warm_up and self.training:
-            self.warm_up_counter += 1  # dinov2: warm_up_counter += 1 on every warm-up call
+        if it is None:
+            in_warm_up = self.warm_up and int(self.warm_up_counter) < self.warm_iter
+            if in_warm_up and self.training:
+                self.warm_up_counter += 1  # dinov2: warm_up_counter += 1 on every warm-up call
+        else:
+            if isinstance(it, bool) or not isinstance(it, int) or it < 0:
+                raise ValueError(f"SigLoss: it must be a 0-based iteration number (int >= 0), got {it!r}")
+            in_warm_up = self.warm_up and it < self.warm_iter
         if n < (1 if in_warm_up else 2):
             return self._empty(pred, n, 1 if in_warm_up else 2)
         g = torch.log(p + self.eps) - torch.log(t + self.eps)
@@ -83,8 +94,107 @@ class SigLoss(nn.Module):
         return self.loss_weight * loss
 
 
-def multi_hot(label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
-    """(B, H, W) class map -> (B, K) float: 1 for every class present; ``ignore_index`` is left out."""
+# dinov2 gradientloss.py: the full-size maps and three down-sampled copies ``x[:: 2 * i, :: 2 * i]`` for
+# i = 1, 2, 3, i.e. strides 1, 2, 4, 6 (method.md §3.4).
+GRADIENT_LOSS_STRIDES = (1, 2, 4, 6)
+GRADIENT_LOSS_MODES = ("dinov2", "spatial")
+
+
+class GradientLoss(nn.Module):
+    """DINOv2's GradientLoss (MegaDepth-style log-depth gradient matching, method.md §3.4).
+
+    For each stride s in (1, 2, 4, 6): down-sample pred and gt with stride s, mask = gt > 0 (and
+    gt <= max_depth when given), N = number of masked pixels, d = (log(pred + eps) - log(gt + eps)) on the
+    mask and 0 elsewhere, v = |d[i] - d[i + 2]| and h = |d[j] - d[j + 2]| where both ends are masked,
+    loss += (sum(v) + sum(h)) / N. The result is multiplied by ``loss_weight``.
+
+    ``mode`` says which axes "i" and "j" are:
+
+    * ``"dinov2"`` (default, faithful): DINOv2 indexes ``x[::s, ::s]``, ``x[0:-2, :]``, ``x[:, 0:-2]`` on
+      the 4-D (B, 1, H, W) tensors its decode head passes, so the down-sampling and both differences act on
+      the batch and channel axes: v compares image b with image b + 2 pixel by pixel, and h is empty
+      (one channel). With a batch of at most 2 the loss is identically 0 (a tensor with a zero gradient);
+      with 3 or more it holds cross-image differences.
+    * ``"spatial"``: the evident intent, the same formula on the H and W axes of every image; N and the
+      sums run over the whole (down-sampled) batch, as in DINOv2.
+
+    ``valid_mask=False`` uses every pixel (N = numel), as DINOv2's option of that name.
+
+    Empty masks: DINOv2 divides by N unguarded, so a scale whose down-sampled gt has no valid pixel gives
+    nan. Here such a scale contributes 0 (its numerator is 0 too). A batch with no valid pixel at all
+    raises ValueError with ``on_empty="raise"`` (default, as SigLoss) and gives a zero that keeps the graph
+    with ``on_empty="zero"``.
+    """
+
+    def __init__(
+        self,
+        mode: str = "dinov2",
+        valid_mask: bool = True,  # dinov2 depth config: GradientLoss(valid_mask=True, ...)
+        loss_weight: float = 0.5,  # dinov2 depth config: GradientLoss(..., loss_weight=0.5) (method.md §3.4)
+        max_depth: float | None = None,  # dinov2 config: not given
+        eps: float = 1e-3,  # dinov2 gradientloss.py: self.eps = 0.001
+        on_empty: str = "raise",
+    ):
+        super().__init__()
+        if mode not in GRADIENT_LOSS_MODES:
+            raise ValueError(f"GradientLoss mode must be one of {GRADIENT_LOSS_MODES}, got {mode!r}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        if on_empty not in ("raise", "zero"):
+            raise ValueError(f"on_empty must be 'raise' or 'zero', got {on_empty!r}")
+        self.mode = mode
+        self.valid_mask = bool(valid_mask)
+        self.loss_weight = float(loss_weight)
+        self.max_depth = None if max_depth is None else float(max_depth)
+        self.eps = float(eps)
+        self.on_empty = on_empty
+
+    def _mask(self, gt: torch.Tensor) -> torch.Tensor:
+        if not self.valid_mask:
+            return torch.ones_like(gt, dtype=torch.bool)
+        mask = gt > 0
+        if self.max_depth is not None:
+            mask = mask & (gt <= self.max_depth)
+        return mask
+
+    def forward(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        if pred.shape != gt.shape or pred.dim() != 4 or pred.shape[1] != 1:
+            raise ValueError(
+                f"GradientLoss expects pred and gt of equal shape (B, 1, H, W), got {tuple(pred.shape)} "
+                f"and {tuple(gt.shape)}"
+            )
+        if not bool(self._mask(gt).any()):
+            if self.on_empty == "zero":
+                return pred.sum() * 0.0
+            raise ValueError(
+                "GradientLoss needs at least one valid depth pixel (gt > 0"
+                + (f" and gt <= {self.max_depth}" if self.max_depth is not None else "")
+                + ") in the batch, got none"
+            )
+        # axes of the down-sampling and of the two differences (see the class docstring)
+        rows, cols = (0, 1) if self.mode == "dinov2" else (2, 3)
+        total = pred.sum() * 0.0
+        for stride in GRADIENT_LOSS_STRIDES:
+            pick = [slice(None)] * 4
+            pick[rows] = pick[cols] = slice(None, None, stride)
+            p, t = pred[tuple(pick)], gt[tuple(pick)]
+            mask = self._mask(t)
+            n = mask.sum()
+            diff = torch.log(p + self.eps) - torch.log(t + self.eps)
+            d = torch.where(mask, diff, torch.zeros_like(diff))  # dinov2: log_d_diff * mask
+            terms = []
+            for axis in (rows, cols):
+                lo, hi = [slice(None)] * 4, [slice(None)] * 4
+                lo[axis], hi[axis] = slice(0, -2), slice(2, None)  # dinov2: x[0:-2] - x[2:] on that axis
+                both = mask[tuple(lo)] & mask[tuple(hi)]
+                grad = torch.abs(d[tuple(lo)] - d[tuple(hi)])
+                terms.append(torch.where(both, grad, torch.zeros_like(grad)).sum())
+            total = total + (terms[0] + terms[1]) / n.clamp(min=1).to(pred.dtype)
+        return self.loss_weight * total
+
+
+def _class_index(label: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """(B, H, W) class map -> (B, H*W) long indices, ``ignore_index`` mapped to the extra column K."""
     if label.dim() != 3:
         raise ValueError(f"label must be (B, H, W), got shape {tuple(label.shape)}")
     if label.dtype.is_floating_point or label.dtype == torch.bool:
@@ -95,13 +205,16 @@ def multi_hot(label: torch.Tensor, num_classes: int, ignore_index: int = 255) ->
     keep = lab != ignore_index
     bad = keep & ((lab < 0) | (lab >= num_classes))
     if bad.any():
-        value = int(lab[bad][0])
         raise ValueError(
-            f"label value {value} is outside [0, {num_classes}) and is not the ignore index {ignore_index}"
+            f"label value {int(lab[bad][0])} is outside [0, {num_classes}) and is not the ignore index {ignore_index}"
         )
-    b = lab.shape[0]
-    idx = torch.where(keep, lab, torch.full_like(lab, num_classes)).reshape(b, -1)
-    out = torch.zeros(b, num_classes + 1, device=label.device)
+    return torch.where(keep, lab, torch.full_like(lab, num_classes)).reshape(lab.shape[0], -1)
+
+
+def multi_hot(label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """(B, H, W) class map -> (B, K) float: 1 for every class present; ``ignore_index`` is left out."""
+    idx = _class_index(label, num_classes, ignore_index)
+    out = torch.zeros(idx.shape[0], num_classes + 1, device=label.device)
     out.scatter_(1, idx, 1.0)  # column K collects the ignored pixels and is dropped
     return out[:, :num_classes]
 
@@ -135,6 +248,41 @@ def mldc_loss(
         y = torch.softmax(logits, dim=1).mean(dim=(2, 3)).clamp(eps, 1 - eps)
         return F.binary_cross_entropy(y, target, reduction="mean")
     raise ValueError(f"average must be 'logits' or 'probs', got {average!r}")
+
+
+def dominant_class(
+    label: torch.Tensor, num_classes: int, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W) class map -> (class (B,) long, has_valid (B,) bool): the most frequent class of each map,
+    ``ignore_index`` left out, ties to the lowest class id. A map with no valid pixel gets class 0 and
+    has_valid False."""
+    idx = _class_index(label, num_classes, ignore_index)
+    b = idx.shape[0]
+    counts = torch.zeros(b, num_classes + 1, dtype=torch.long, device=label.device)
+    counts.scatter_add_(1, idx, torch.ones_like(idx))  # column K counts the ignored pixels and is dropped
+    counts = counts[:, :num_classes]
+    # torch.argmax returns the first maximal index: ties go to the lowest class id
+    return counts.argmax(dim=1), counts.sum(dim=1) > 0
+
+
+def slc_loss(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """Single-label dense classification (paper Appendix C.1; its text is not available, so this is our
+    reading [I], built like MLDC, method.md §2.2): the target of each image is the most frequent valid class
+    of its label map (ties -> lowest id), the prediction is the spatial mean of the head's logits over its
+    output grid, and the loss is the cross-entropy averaged over the images.
+
+    An image with no valid pixel is left out of the mean; if every image is left out the loss is a zero
+    that keeps the graph (``logits.sum() * 0``), so the step is a no-op.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (B, K, h, w), got shape {tuple(logits.shape)}")
+    if label.dim() != 3 or label.shape[0] != logits.shape[0]:
+        raise ValueError(f"label must be (B, H, W) with B = {logits.shape[0]}, got shape {tuple(label.shape)}")
+    target, has_valid = dominant_class(label, logits.shape[1], ignore_index)
+    if not bool(has_valid.any()):
+        return logits.sum() * 0.0
+    y = logits.mean(dim=(2, 3))
+    return F.cross_entropy(y[has_valid], target[has_valid], reduction="mean")
 
 
 def seg_ce_loss(

@@ -49,8 +49,9 @@ def depth_metrics(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_depth(gt: np.ndarray, pred: np.ndarray, spec: DatasetSpec) -> dict[str, float]:
-    """Metrics of one image: pred clamped to [min_depth, max_depth] (DINOv2 depther at test time), then
-    the toolbox mask ``spec.eval_mask(gt)`` (min < gt < max, strict, and the eval crop)."""
+    """Metrics of one image: pred clamped to [min_depth, max_depth] (DINOv2 depther at test time), both
+    clipped to ``spec.eval_clip_depth`` where set, then the toolbox mask ``spec.eval_mask(gt)`` (min < gt <
+    max, strict, and the eval crop)."""
     if spec.min_depth is None or spec.max_depth is None:
         raise ValueError(f"dataset {spec.name!r} declares no depth range (task {spec.task!r})")
     gt = np.asarray(gt)
@@ -60,6 +61,9 @@ def evaluate_depth(gt: np.ndarray, pred: np.ndarray, spec: DatasetSpec) -> dict[
     if np.any(np.isnan(pred)):
         raise ValueError("pred contains nan")
     pred = np.clip(pred, spec.min_depth, spec.max_depth)  # dinov2 encode_decode: clamp(min_depth, max_depth)
+    if spec.eval_clip_depth is not None:  # SUN RGB-D: GT and prediction clipped to 8 m (toolbox sunrgbd.py pre_eval)
+        gt = np.minimum(gt, spec.eval_clip_depth)
+        pred = np.minimum(pred, spec.eval_clip_depth)
     mask = spec.eval_mask(gt)
     return depth_metrics(gt[mask], pred[mask])
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mdeaux.datasets.registry import REGISTRY
 
 PROFILES = ("mini", "paper")
-TASKS = ("mldc", "segmentation", "reconstruction")  # the paper's auxiliary tasks (§3)
+TASKS = ("mldc", "segmentation", "reconstruction", "slc")  # the paper's auxiliary tasks (§3) + App. C.1 single-label
 
 
 class ParamsError(ValueError):
@@ -79,7 +79,8 @@ class Tiny(Strict):
 
 
 class Model(Strict):
-    backbone: Literal["tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"]
+    backbone: Literal["tiny", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14", "depth_anything_vitl14"]
+    decoder_type: Literal["dinov2", "depth_anything"] | None = None
     weights_dir: str | None
     tiny: Tiny
     backbone_seed: int = Field(ge=0)
@@ -104,6 +105,12 @@ class Train(Strict):
     mldc_average: Literal["logits", "probs"]
     flip_tta: bool
     eval_max_images: PosInt | None
+    grad_loss: Literal["dinov2", "spatial", "none"]
+    grad_loss_weight: float = Field(ge=0)
+    aux_draw: Literal["cycle", "random", "proportional"]
+    checkpoint_every: PosInt
+    precision: Literal["fp32", "bf16"]
+    tf32: bool
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> Train:
@@ -147,6 +154,9 @@ class Study(Strict):
 class Runner(Strict):
     cores: PosInt
     torch_threads: PosInt
+    device: Literal["auto", "cpu", "cuda"]
+    loader_workers: int = Field(ge=0)
+    compile: bool
 
 
 class Params(Strict):

@@ -33,7 +33,9 @@ TRAINING_CODE = (
     "prepare.py",
     "train.py",
 )
-TASK_ONLY_TRAIN_KEYS = {"mldc_average": "mldc"}  # train params only one task reads
+# train params that only some tasks read (others drop them, so changing them keeps those runs' ids)
+AUX_TASKS = ("mldc", "segmentation", "reconstruction", "slc")
+TASK_ONLY_TRAIN_KEYS = {"mldc_average": ("mldc",), "aux_draw": AUX_TASKS}
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,10 @@ class Run:
     def label(self) -> str:
         c = self.config
         task = "baseline" if c["task"] == "baseline" else f"{c['task']}+{'+'.join(c['aux_datasets'])}"
-        return f"{c['depth_dataset']}/{task}/a{c['alpha']:g}/s{c['seed']}"
+        scale = f"b{c['beta']:g}" if c.get("beta") is not None else f"a{c['alpha']:g}"
+        if c.get("gamma") is not None:
+            scale += f"g{c['gamma']:g}"
+        return f"{c['depth_dataset']}/{task}/{scale}/s{c['seed']}"
 
     def record(self) -> dict[str, Any]:
         return {"id": self.id, "config": self.config, "inputs": self.inputs, "code": self.code}
@@ -88,12 +93,22 @@ def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
     return out
 
 
-def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], seed: int, fraction: float = 1.0) -> dict:
-    """Everything that decides the numbers of one run, and nothing else."""
+def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], seed: int, fraction: float = 1.0,
+                   gamma: float = 1.0, beta: float | None = None) -> dict:
+    """Everything that decides the numbers of one run, and nothing else.
+
+    gamma scales the baseline's decoder LR (paper §5.1, Fig. 5 left); beta, when given, replaces
+    alpha's scaling by the beta variant (depth steps at eta, auxiliary steps at beta * eta, Fig. 5
+    right). Each is only recorded where it applies, so it changes no other run's id.
+    """
     baseline = task == "baseline"
+    if baseline and beta is not None:
+        raise ValueError("beta applies to auxiliary-task runs, not to the baseline")
+    if not baseline and gamma != 1.0:
+        raise ValueError("gamma scales the baseline's LR only; got gamma != 1 for an auxiliary-task run")
     train = params.train.model_dump()
-    for key, only in TASK_ONLY_TRAIN_KEYS.items():
-        if task != only:
+    for key, tasks in TASK_ONLY_TRAIN_KEYS.items():
+        if task not in tasks:
             train.pop(key)
     used = [depth] + ([] if baseline else list(aux))
     return {
@@ -101,7 +116,10 @@ def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], see
         "depth_dataset": depth,
         "aux_datasets": [] if baseline else list(aux),
         "task": task,
-        "alpha": 1.0 if baseline else params.alpha,  # alpha = 1 is the DINOv2 baseline (paper §3)
+        # alpha = 1 is the DINOv2 baseline (paper §3); the beta variant has no alpha
+        "alpha": 1.0 if baseline else None if beta is not None else params.alpha,
+        **({"gamma": gamma} if baseline and gamma != 1.0 else {}),
+        **({"beta": beta} if beta is not None else {}),
         "seed": seed,
         "fraction": fraction,
         "model": params.model.model_dump(),

@@ -63,7 +63,8 @@ def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
 class Tracker:
     """A thin MLflow run that degrades to a warning instead of failing the training run."""
 
-    def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None):
+    def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None,
+                 run_id: str | None = None):
         self.active = False
         self.run = None
         try:
@@ -72,7 +73,11 @@ class Tracker:
             self.mlflow = mlflow
             setup(uri, profile, artifacts)
             mlflow.set_experiment(experiment_name(profile))
-            self.run = mlflow.start_run(run_name=run_name, tags=tags)
+            if run_id:  # continue the run a checkpoint was written for
+                self.run = mlflow.start_run(run_id=run_id)
+                mlflow.set_tags(tags)
+            else:
+                self.run = mlflow.start_run(run_name=run_name, tags=tags)
             self.active = True
         except Exception as err:  # noqa: BLE001 - tracking must never lose a run
             self._warn("start the MLflow run", err)

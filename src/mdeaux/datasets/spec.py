@@ -62,6 +62,7 @@ class DatasetSpec:
     eval_crop: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) on the full map
     eval_crop_fractions: tuple[float, float, float, float] | None = None  # the same as fractions of H, W
     eval_crop_name: str | None = None
+    eval_clip_depth: float | None = None  # GT and prediction clipped to this depth before the metrics (SUN RGB-D 8 m)
     # segmentation datasets
     classes: tuple[str, ...] = ()
     ignore_index: int = 255

@@ -333,6 +333,7 @@ SUNRGBD = DatasetSpec(
     depth_decoder=decode_sunrgbd_depth,  # includes the 8 m clamp (method.md §4.3)
     min_depth=1e-3,  # toolbox sun_rgbd.py (datasets.md §0.2, method.md §4.3)
     max_depth=10.0,  # toolbox sun_rgbd.py mask gt < 10 (after the 8 m clamp; method.md §4.3)
+    eval_clip_depth=SUNRGBD_DEPTH_CLAMP,  # toolbox sunrgbd.py pre_eval clips GT and prediction to 8 m (method.md §4.3)
     eval_crop=(45, 471, 41, 601),  # toolbox sunrgbd.py eval box on the original-resolution map (method.md §4.3)
     eval_crop_name="eigen",
     pinned_files=((SUNRGBD_VAL_LIST, SUNRGBD_VAL_LIST_SHA256),),  # datasets.md §0.2

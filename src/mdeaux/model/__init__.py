@@ -7,13 +7,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbone import BACKBONES, FrozenBackbone, build_backbone
-from .dpt import DPTDecoder
-from .heads import MIN_DEPTH, ClassHead, DepthHead
+from .backbone import (
+    BACKBONES,
+    DECODER_TYPES,
+    FrozenBackbone,
+    build_backbone,
+    default_post_process_channels,
+    resolve_spec,
+)
+from .dpt import DepthAnythingDecoder, DPTDecoder
+from .heads import MIN_DEPTH, ClassHead, DepthAnythingDepthHead, DepthHead
 
 __all__ = [
     "BACKBONES",
     "ClassHead",
+    "DECODER_TYPES",
+    "DepthAnythingDecoder",
+    "DepthAnythingDepthHead",
     "DepthAuxModel",
     "DepthHead",
     "DPTDecoder",
@@ -30,8 +40,8 @@ class DepthAuxModel(nn.Module):
     def __init__(
         self,
         backbone: FrozenBackbone,
-        decoder: DPTDecoder,
-        depth_head: DepthHead,
+        decoder: DPTDecoder | DepthAnythingDecoder,
+        depth_head: DepthHead | DepthAnythingDepthHead,
         aux_heads: dict[str, nn.Module] | None = None,
     ):
         super().__init__()
@@ -70,15 +80,25 @@ MODEL_DEFAULTS: dict = {
     "tiny": None,  # Dinov2Config settings of the random "tiny" backbone
     "backbone_seed": 0,  # init seed of the "tiny" backbone
     "decoder_channels": 256,  # dinov2 hub/depthers.py DPTHead channels=256 (method.md §3.3)
-    "post_process_channels": None,  # None: the backbone's default (embed_dim // 8, // 4, // 2, // 1 for DINOv2)
+    # "dinov2": DINOv2 DPTHead + HeadDepth (method.md §3.3); "depth_anything": Depth Anything V1's DPTHead and
+    # output convs (paper Table 4, method.md §5.1). None: the backbone's default (backbone.BACKBONES).
+    "decoder_type": None,
+    "post_process_channels": None,  # None: the backbone's (DINOv2 rule embed_dim // 8, // 4, // 2, // 1)
     "readout_type": None,  # None: the backbone's default ("project" DINOv2, "ignore" Depth Anything)
     "min_depth": MIN_DEPTH,  # dinov2 min_depth=0.001
     "aux_heads": {},  # {head name: number of output channels K}
 }
 
 
-def build_model(cfg: dict) -> DepthAuxModel:
-    """Build the model from a plain dict (keys of ``MODEL_DEFAULTS``); decoder/head init uses the global RNG."""
+def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxModel:
+    """Build the model from a plain dict (keys of ``MODEL_DEFAULTS``); decoder/head init uses the global RNG.
+
+    ``decoder_type`` picks the decoder g and depth head h_phi; the auxiliary heads are ``ClassHead``
+    (Depth Anything's nclass head) for both. With the random "tiny" backbone the taps follow the decoder
+    type (``backbone.resolve_spec``): "depth_anything" reads the last four blocks after the final LayerNorm,
+    drops the CLS token and uses widths [C/4, C/2, C, C], as Depth Anything ViT-L does. A prebuilt
+    ``backbone`` (e.g. randomly initialised at the real size, for ``mdeaux bench``) replaces the loading.
+    """
     unknown = set(cfg) - set(MODEL_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown model settings {sorted(unknown)}; allowed: {sorted(MODEL_DEFAULTS)}")
@@ -88,23 +108,28 @@ def build_model(cfg: dict) -> DepthAuxModel:
         raise ValueError(f"model setting 'backbone' is required; one of {', '.join(BACKBONES)}")
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
-    spec = BACKBONES[name]
+    decoder_type = cfg["decoder_type"]
+    if decoder_type is not None and decoder_type not in DECODER_TYPES:
+        raise ValueError(f"model setting decoder_type must be one of {DECODER_TYPES} or null, got {decoder_type!r}")
+    spec = resolve_spec(name, decoder_type)
     is_tiny = spec.hf_repo is None
-    backbone = build_backbone(
+    backbone = backbone or build_backbone(
         name,
         weights_dir=None if is_tiny or cfg["weights_dir"] is None else Path(cfg["weights_dir"]),
         tiny=cfg["tiny"] if is_tiny else None,
         seed=int(cfg["backbone_seed"]),
+        decoder_type=decoder_type,
     )
     channels = int(cfg["decoder_channels"])
-    post = cfg["post_process_channels"] or spec.post_process_channels
-    decoder = DPTDecoder(
-        backbone.embed_dim,
-        post_process_channels=post,
-        channels=channels,
-        readout_type=cfg["readout_type"] or spec.readout_type,
-    )
-    depth_head = DepthHead(channels, min_depth=float(cfg["min_depth"]))
+    post = cfg["post_process_channels"] or default_post_process_channels(spec, backbone.embed_dim)
+    readout = cfg["readout_type"] or spec.readout_type
+    min_depth = float(cfg["min_depth"])
+    if spec.decoder == "depth_anything":
+        decoder = DepthAnythingDecoder(backbone.embed_dim, post, channels=channels, readout_type=readout)
+        depth_head = DepthAnythingDepthHead(channels, min_depth=min_depth, patch_size=backbone.patch_size)
+    else:
+        decoder = DPTDecoder(backbone.embed_dim, post_process_channels=post, channels=channels, readout_type=readout)
+        depth_head = DepthHead(channels, min_depth=min_depth)
     aux_heads = {}
     for head_name, num_classes in dict(cfg["aux_heads"] or {}).items():
         if not isinstance(head_name, str) or not head_name or "." in head_name or head_name == "depth":

@@ -7,12 +7,15 @@ returned as ``get_intermediate_layers(x, n=out_index, reshape=True,
 return_class_token=True, norm=False)`` would: a list of ``(patch_map, cls_token)``.
 The weights are read with ``transformers.Dinov2Backbone`` (method.md §6.3), only ever
 from a local folder.
+
+Each backbone row names its default decoder family (``decoder``: "dinov2" or "depth_anything");
+``resolve_spec`` applies a ``decoder_type`` override (see there for how the taps follow it).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -41,8 +44,26 @@ class BackboneSpec:
     out_indices: tuple[int, ...] | None  # transformers stage numbers (= DINOv2 0-based block + 1); None: spread
     apply_layernorm: bool  # final LayerNorm on the taken blocks (DINOv2 norm=False, Depth Anything norm=True)
     readout_type: str  # DPT readout of the CLS token: "project" (DINOv2) or "ignore" (Depth Anything)
-    post_process_channels: tuple[int, int, int, int] | None  # DPT reassemble widths; None: embed_dim // 2**(3-i)
+    post_process_channels: tuple[int, int, int, int] | None  # DPT reassemble widths; None: the decoder's rule
     hf_repo: str | None  # Hugging Face repository holding the weights (None: random init)
+    decoder: str = "dinov2"  # default decoder family: "dinov2" (DPTDecoder) or "depth_anything"
+
+
+DECODER_TYPES = ("dinov2", "depth_anything")
+
+# Reassemble widths when a row gives none, as divisors of the ViT width: DINOv2 embed_dim // 2**(3-i)
+# (dinov2 hub/depthers.py, method.md §3.3); Depth Anything ViT-L's out_channels [256, 512, 1024, 1024] for
+# width 1024 (depth_anything/dpt.py, method.md §5.1), i.e. [C/4, C/2, C, C].
+POST_DIVISORS: dict[str, tuple[int, int, int, int]] = {"dinov2": (8, 4, 2, 1), "depth_anything": (4, 2, 1, 1)}
+
+# How each decoder family reads a random backbone that has no published depth model ("tiny"):
+# DINOv2 taps four blocks spread over the depth, no final LayerNorm, CLS projected (method.md §3.2, §3.3);
+# Depth Anything taps the last four blocks after the final LayerNorm and drops the CLS token
+# (get_intermediate_layers(x, 4, return_class_token=True), norm=True, use_clstoken=False; method.md §5.1).
+TINY_READING: dict[str, dict] = {
+    "dinov2": {"apply_layernorm": False, "readout_type": "project"},
+    "depth_anything": {"apply_layernorm": True, "readout_type": "ignore"},
+}
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -59,10 +80,47 @@ BACKBONES: dict[str, BackboneSpec] = {
     # Depth Anything V1 ViT-L encoder: last four blocks with the final LayerNorm, CLS token dropped
     # (use_clstoken=False) and DPT widths out_channels=[256, 512, 1024, 1024] (method.md §5.1; the HF
     # conversion uses out_indices [21,22,23,24], apply_layernorm=True, method.md §6.3).
+    # Its default decoder is Depth Anything's own DPT head (paper Table 4, method.md §5.1).
     "depth_anything_vitl14": BackboneSpec(
-        1024, (21, 22, 23, 24), True, "ignore", (256, 512, 1024, 1024), "LiheYoung/depth-anything-large-hf"
+        1024,
+        (21, 22, 23, 24),
+        True,
+        "ignore",
+        (256, 512, 1024, 1024),
+        "LiheYoung/depth-anything-large-hf",
+        decoder="depth_anything",
     ),
 }
+
+
+def resolve_spec(name: str, decoder_type: str | None = None) -> BackboneSpec:
+    """The row of ``name`` with the decoder family ``decoder_type`` (None: the row's own).
+
+    A pretrained backbone keeps its taps, LayerNorm, readout and widths whatever the decoder (they are how
+    its published depth model reads it). The random "tiny" backbone has no published reading, so choosing
+    a decoder family other than its row's switches to that family's reading (``TINY_READING``; taps: last
+    four blocks for Depth Anything, spread for DINOv2) and its width rule (``POST_DIVISORS``).
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    spec = BACKBONES[name]
+    if spec.decoder not in DECODER_TYPES:
+        raise ValueError(f"backbone {name!r} names decoder {spec.decoder!r}; expected one of {DECODER_TYPES}")
+    if decoder_type is None or decoder_type == spec.decoder:
+        return spec
+    if decoder_type not in DECODER_TYPES:
+        raise ValueError(f"unknown decoder_type {decoder_type!r}; choose one of {DECODER_TYPES} or None")
+    if spec.hf_repo is None:
+        return replace(spec, **TINY_READING[decoder_type], post_process_channels=None, decoder=decoder_type)
+    return replace(spec, decoder=decoder_type)
+
+
+def default_post_process_channels(spec: BackboneSpec, embed_dim: int) -> list[int]:
+    """The row's reassemble widths, else its decoder's rule applied to ``embed_dim`` (``POST_DIVISORS``)."""
+    if spec.post_process_channels is not None:
+        return [int(c) for c in spec.post_process_channels]
+    return [max(1, embed_dim // d) for d in POST_DIVISORS[spec.decoder]]
+
 
 # Defaults of the random "tiny" ViT; DINOv2 geometry (image_size 518, patch 14: dinov2/hub/backbones.py).
 TINY_DEFAULTS: dict = {
@@ -114,42 +172,53 @@ class FrozenBackbone(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Normalised (B, 3, H, W) -> 4 x (patch map (B, C, h, w), cls (B, C)), h, w = padded size / 14."""
+        """Normalised (B, 3, H, W) -> 4 x (patch map (B, C, h, w), cls (B, C)), h, w = padded size / 14.
+
+        The ViT runs under ``torch.inference_mode`` (no autograd bookkeeping at all). Inference tensors
+        cannot be saved for backward, so the outputs are copied outside inference mode into ordinary
+        tensors: the patch maps by the (B, hw, C) -> (B, C, h, w) layout copy that is needed anyway, the
+        CLS tokens (B x C) by a clone. The decoder can then be trained on them.
+        """
         channels = self.model.config.num_channels
         if x.ndim != 4 or x.shape[1] != channels:
             raise ValueError(f"expected a (B, {channels}, H, W) image batch, got shape {tuple(x.shape)}")
         x = center_pad(x, self.patch_size)
         b = x.shape[0]
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        with torch.no_grad():
+        with torch.inference_mode():
             sequences = self.model(pixel_values=x).feature_maps  # each (B, 1 + h*w, C), CLS first
         out = []
         for seq in sequences:
             if seq.shape[1] != 1 + h * w:
                 raise ValueError(f"expected 1 + {h}*{w} tokens, got {seq.shape[1]} (registers are not supported)")
-            patches = seq[:, 1:].reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
-            out.append((patches, seq[:, 0]))
+            # clone (not .contiguous(), which returns the inference tensor itself when it is already
+            # contiguous, e.g. a 1x1 grid): always a fresh ordinary tensor
+            patches = seq[:, 1:].reshape(b, h, w, -1).permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+            out.append((patches, seq[:, 0].clone()))
         return out
 
 
-def _tiny_out_indices(num_layers: int) -> list[int]:
-    """Four taps spread evenly, as DINOv2's [3,6,9,12]/[10,20,30,40] (1-based) for 12/40 blocks."""
+def _tiny_out_indices(num_layers: int, decoder: str = "dinov2") -> list[int]:
+    """Four taps: spread evenly for DINOv2, as its [3,6,9,12]/[10,20,30,40] (1-based) for 12/40 blocks;
+    the last four blocks for Depth Anything (ViT-L: 21..24, method.md §5.1)."""
     if num_layers < 4:
         raise ValueError(f"the tiny backbone needs num_hidden_layers >= 4 for four DPT taps, got {num_layers}")
+    if decoder == "depth_anything":
+        return list(range(num_layers - 3, num_layers + 1))
     return [math.ceil(num_layers * (k + 1) / 4) for k in range(4)]
 
 
-def _build_tiny(tiny: dict | None, seed: int) -> Dinov2Backbone:
+def _build_tiny(tiny: dict | None, seed: int, spec: BackboneSpec) -> Dinov2Backbone:
     tiny = dict(tiny or {})
     unknown = set(tiny) - TINY_KEYS
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in the tiny backbone config; allowed: {sorted(TINY_KEYS)}")
     params = {**TINY_DEFAULTS, **tiny}
-    out_indices = params.pop("out_indices", None) or _tiny_out_indices(params["num_hidden_layers"])
+    out_indices = params.pop("out_indices", None) or _tiny_out_indices(params["num_hidden_layers"], spec.decoder)
     config = Dinov2Config(
         **params,
         out_indices=list(out_indices),
-        apply_layernorm=BACKBONES["tiny"].apply_layernorm,
+        apply_layernorm=spec.apply_layernorm,
         reshape_hidden_states=False,
     )
     # Seeded init on a forked RNG so the caller's global torch RNG stream is left untouched.
@@ -163,8 +232,8 @@ def _missing_weights_message(name: str, spec: BackboneSpec, folder: Path | None,
     return (
         f"backbone {name!r}: {where}. It must be a local Hugging Face model folder holding "
         f"{CONFIG_FILE} and model.safetensors (or another of {', '.join(WEIGHT_FILES[1:])}). "
-        f"Get it on a machine with internet, e.g. `huggingface-cli download {spec.hf_repo} "
-        f"--local-dir <folder>` (Hugging Face repo {spec.hf_repo!r}), and copy the folder here; "
+        f"Get it on a machine with internet with `mdeaux weights {name}` (Hugging Face repo "
+        f"{spec.hf_repo!r}; it runs `dvc add`, then `dvc push` there and `dvc pull` here); "
         "nothing is downloaded at run time."
     )
 
@@ -228,16 +297,23 @@ def _load_pretrained(name: str, spec: BackboneSpec, weights_dir: Path | str | No
 
 
 def build_backbone(
-    name: str, *, weights_dir: Path | str | None = None, tiny: dict | None = None, seed: int = 0
+    name: str,
+    *,
+    weights_dir: Path | str | None = None,
+    tiny: dict | None = None,
+    seed: int = 0,
+    decoder_type: str | None = None,
 ) -> FrozenBackbone:
-    """A frozen backbone by table name: "tiny" is random (seeded), the others load from ``weights_dir``."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
-    spec = BACKBONES[name]
+    """A frozen backbone by table name: "tiny" is random (seeded), the others load from ``weights_dir``.
+
+    ``decoder_type`` (None: the row's) only changes the taps and LayerNorm of the random "tiny" backbone
+    (``resolve_spec``).
+    """
+    spec = resolve_spec(name, decoder_type)
     if spec.hf_repo is None:
         if weights_dir is not None:
             raise ValueError(f"backbone {name!r} is randomly initialised; weights_dir must be None")
-        return FrozenBackbone(_build_tiny(tiny, seed))
+        return FrozenBackbone(_build_tiny(tiny, seed, spec))
     if tiny is not None:
         raise ValueError(f"the 'tiny' settings only apply to the 'tiny' backbone, not {name!r}")
     return FrozenBackbone(_load_pretrained(name, spec, weights_dir))

@@ -1,9 +1,14 @@
-"""Shared DPT decoder g_theta: DINOv2's ``DPTHead`` without its final depth conv (method.md §2.1, §3.3).
+"""Shared DPT decoders g_theta (method.md §2.1).
 
-Module and attribute names follow dinov2/eval/depth/models/decode_heads/dpt_head.py and
-dinov2/hub/depth/decode_heads.py (``reassemble_blocks``, ``convs``, ``fusion_blocks``,
-``project``; ``ConvModule.conv``), so the state-dict keys match DINOv2's released DPT heads
-(minus ``conv_depth``, which is our ``DepthHead``).
+``DPTDecoder``: DINOv2's ``DPTHead`` without its final depth conv (method.md §3.3). Module and attribute
+names follow dinov2/eval/depth/models/decode_heads/dpt_head.py and dinov2/hub/depth/decode_heads.py
+(``reassemble_blocks``, ``convs``, ``fusion_blocks``, ``project``; ``ConvModule.conv``), so the state-dict
+keys match DINOv2's released DPT heads (minus ``conv_depth``, which is our ``DepthHead``).
+
+``DepthAnythingDecoder``: Depth Anything V1's ``DPTHead`` up to ``path_1`` (paper Table 4, method.md §5.1;
+LiheYoung/Depth-Anything depth_anything/dpt.py and blocks.py). Its names (``projects``, ``resize_layers``,
+``scratch.layer{1..4}_rn``, ``scratch.refinenet{1..4}.{resConfUnit1,resConfUnit2,out_conv}``) mirror
+Depth Anything's ``depth_head.*`` keys; the output convs are ``DepthAnythingDepthHead`` (heads.py).
 """
 
 from __future__ import annotations
@@ -172,3 +177,131 @@ class DPTDecoder(nn.Module):
         for i in range(1, 4):
             out = self.fusion_blocks[i](out, x[3 - i])
         return self.project(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Depth Anything V1 (paper Table 4, method.md §5.1)
+# ----------------------------------------------------------------------------------------------------
+DA_READOUT_TYPES = ("ignore", "project")  # depth_anything/dpt.py use_clstoken False / True
+DA_OUTPUT_STRIDE = 8  # path_1 is 8x the patch grid: layer1 is x4, refinenet1 upsamples x2
+
+
+class DAResidualConvUnit(nn.Module):
+    """x + conv2(relu(conv1(relu(x)))), Conv3x3 with bias (Depth Anything blocks.py ResidualConvUnit with
+    bn=False; transformers DepthAnythingPreActResidualLayer also has bias=True). PyTorch default init."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, kernel_size=3, stride=1, padding=1, bias=True)
+        self.conv2 = nn.Conv2d(features, features, kernel_size=3, stride=1, padding=1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Depth Anything uses nn.ReLU(False): out-of-place, so x itself is not modified
+        return self.conv2(F.relu(self.conv1(F.relu(x)))) + x
+
+
+class DAFeatureFusionBlock(nn.Module):
+    """Depth Anything ``FeatureFusionBlock`` (deconv=False, bn=False, expand=False, align_corners=True):
+    x (+ resConfUnit1(skip)) -> resConfUnit2 -> bilinear resize to ``size`` (x2 when None) -> out_conv 1x1.
+
+    ``with_skip=False`` leaves out ``resConfUnit1``: Depth Anything builds it in refinenet4 too but never
+    calls it (refinenet4 gets no skip), as DINOv2 sets ``fusion_blocks[0].res_conv_unit1 = None``.
+    """
+
+    def __init__(self, features: int, with_skip: bool = True):
+        super().__init__()
+        self.align_corners = True  # depth_anything/dpt.py _make_fusion_block(align_corners=True)
+        self.out_conv = nn.Conv2d(features, features, kernel_size=1, stride=1, padding=0, bias=True)
+        self.resConfUnit1 = DAResidualConvUnit(features) if with_skip else None
+        self.resConfUnit2 = DAResidualConvUnit(features)
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        if skip is not None:
+            if self.resConfUnit1 is None:
+                raise ValueError("this fusion block takes no skip input")
+            # cannot happen with the size= chain of DepthAnythingDecoder; Depth Anything does not resize either
+            if skip.shape != x.shape:
+                raise ValueError(f"skip shape {tuple(skip.shape)} differs from the input's {tuple(x.shape)}")
+            x = x + self.resConfUnit1(skip)
+        x = self.resConfUnit2(x)
+        if size is None:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=self.align_corners)
+        else:
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
+        return self.out_conv(x)
+
+
+class DepthAnythingDecoder(nn.Module):
+    """Depth Anything's DPTHead up to ``path_1``: (B, features, 8h, 8w) for a patch grid h x w, any parity.
+
+    Defaults are the ViT-L configuration of paper Table 4 (method.md §5.1): ``DPT_DINOv2(encoder='vitl',
+    features=256, out_channels=[256, 512, 1024, 1024], use_bn=False, use_clstoken=False)``. All layers keep
+    PyTorch's default init (Depth Anything uses plain ``nn.Conv2d``). Attributes ``embed_dim``,
+    ``channels``, ``post_process_channels`` and ``readout_type`` are named as on ``DPTDecoder``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        post_process_channels: Sequence[int] | None = None,
+        channels: int = 256,  # depth_anything/dpt.py DPT_DINOv2 features=256 (vitl)
+        readout_type: str = "ignore",  # depth_anything/dpt.py use_clstoken=False
+    ):
+        super().__init__()
+        if readout_type not in DA_READOUT_TYPES:
+            raise ValueError(
+                f"readout_type {readout_type!r} is not available in the Depth Anything decoder; choose one of "
+                f"{DA_READOUT_TYPES} (use_clstoken False / True)"
+            )
+        if post_process_channels is None:
+            post_process_channels = (256, 512, 1024, 1024)  # depth_anything/dpt.py out_channels (vitl)
+        post = [int(c) for c in post_process_channels]
+        if len(post) != 4 or min(post) < 1:
+            raise ValueError(f"post_process_channels must be 4 positive ints, got {list(post_process_channels)}")
+        if channels < 1 or embed_dim < 1:
+            raise ValueError(f"embed_dim and channels must be positive, got {embed_dim}, {channels}")
+        self.embed_dim = embed_dim
+        self.channels = channels
+        self.post_process_channels = post
+        self.readout_type = readout_type
+        self.projects = nn.ModuleList([nn.Conv2d(embed_dim, c, kernel_size=1, stride=1, padding=0) for c in post])
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(post[0], post[0], kernel_size=4, stride=4, padding=0),
+                nn.ConvTranspose2d(post[1], post[1], kernel_size=2, stride=2, padding=0),
+                nn.Identity(),
+                nn.Conv2d(post[3], post[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        if readout_type == "project":
+            self.readout_projects = nn.ModuleList(
+                [nn.Sequential(nn.Linear(2 * embed_dim, embed_dim), nn.GELU()) for _ in post]
+            )
+        self.scratch = nn.Module()  # depth_anything blocks.py _make_scratch(expand=False, groups=1)
+        for i, c in enumerate(post, start=1):
+            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, channels, kernel_size=3, stride=1, padding=1, bias=False))
+        for i in range(1, 5):
+            setattr(self.scratch, f"refinenet{i}", DAFeatureFusionBlock(channels, with_skip=i < 4))
+
+    def forward(self, inputs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """4 x (patch map (B, C, h, w), cls (B, C)) from the backbone -> path_1 (B, channels, 8h, 8w)."""
+        if len(inputs) != 4 or any(len(level) != 2 for level in inputs):
+            raise ValueError("DepthAnythingDecoder expects the backbone's list of 4 (patch_map, cls_token) tuples")
+        layers = []
+        for i, (x, cls_token) in enumerate(inputs):
+            if self.readout_type == "project":
+                shape = x.shape
+                tokens = x.flatten(2).transpose(1, 2)
+                readout = cls_token.unsqueeze(1).expand_as(tokens)
+                tokens = self.readout_projects[i](torch.cat((tokens, readout), -1))
+                x = tokens.transpose(1, 2).reshape(shape)
+            layers.append(self.resize_layers[i](self.projects[i](x)))
+        sc = self.scratch
+        l1, l2, l3, l4 = sc.layer1_rn(layers[0]), sc.layer2_rn(layers[1]), sc.layer3_rn(layers[2]), sc.layer4_rn(layers[3])
+        # depth_anything/dpt.py: each path is resized to the next (larger) level's size, the last one x2
+        path = sc.refinenet4(l4, size=l3.shape[2:])
+        path = sc.refinenet3(path, l3, size=l2.shape[2:])
+        path = sc.refinenet2(path, l2, size=l1.shape[2:])
+        return sc.refinenet1(path, l1)

@@ -47,6 +47,57 @@ class DepthHead(nn.Module):
         return F.relu(self.head(x)) + self.min_depth
 
 
+class DepthAnythingDepthHead(nn.Module):
+    """h_phi for the Depth Anything decoder (paper Table 4, method.md §5.1): Depth Anything's depth output
+    convs on ``path_1``, then ``+ min_depth``.
+
+    (B, C, 8h, 8w) -> ``scratch.output_conv1`` Conv3x3(C -> C/2) -> bilinear resize (align_corners=True) to
+    (14h, 14w) = the padded input size -> ``scratch.output_conv2`` Conv3x3(C/2 -> 32), ReLU, Conv1x1(32 -> 1),
+    ReLU (depth_anything/dpt.py DPTHead, nclass = 1) -> + min_depth.
+
+    Depth Anything ends with that ReLU (and another after resizing to the input); we keep it and add
+    DINOv2's ``min_depth`` (0.001, as ``DepthHead``), so depth > 0 for SigLoss's log and both decoders
+    give depth >= min_depth. Names mirror Depth Anything's ``depth_head.scratch.output_conv1/2`` keys.
+    PyTorch default init.
+    """
+
+    def __init__(
+        self,
+        channels: int = 256,
+        min_depth: float = MIN_DEPTH,
+        patch_size: int = 14,  # DINOv2 ViT-L/14
+        decoder_stride: int = 8,  # DepthAnythingDecoder: path_1 is 8x the patch grid
+    ):
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"DepthAnythingDepthHead needs at least 2 input channels, got {channels}")
+        self.min_depth = float(min_depth)
+        self.patch_size = int(patch_size)
+        self.decoder_stride = int(decoder_stride)
+        self.scratch = nn.Module()
+        self.scratch.output_conv1 = nn.Conv2d(channels, channels // 2, kernel_size=3, stride=1, padding=1)
+        # depth_anything/dpt.py head_features_2 = 32; its ReLU(True) in-place, here out-of-place (same values)
+        self.scratch.output_conv2 = nn.Sequential(
+            nn.Conv2d(channels // 2, 32, kernel_size=3, stride=1, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 1, kernel_size=1, stride=1, padding=0),
+            nn.ReLU(),
+            nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h8, w8 = x.shape[-2:]
+        if h8 % self.decoder_stride or w8 % self.decoder_stride:
+            raise ValueError(
+                f"DepthAnythingDepthHead expects features at {self.decoder_stride}x the patch grid, got {h8}x{w8}"
+            )
+        size = (h8 // self.decoder_stride * self.patch_size, w8 // self.decoder_stride * self.patch_size)
+        out = self.scratch.output_conv1(x)
+        # depth_anything/dpt.py: F.interpolate(out, (patch_h * 14, patch_w * 14), bilinear, align_corners=True)
+        out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
+        return self.scratch.output_conv2(out) + self.min_depth
+
+
 class ClassHead(nn.Module):
     """h_psi: Conv3x3(C -> C), ReLU, Conv1x1(C -> K) logits at the decoder resolution.
 

@@ -1,0 +1,244 @@
+"""``mdeaux bench``: is training as fast as its parts allow?
+
+For a configuration (``mini``: the mini profile; ``real``: the paper profile's sizes with a randomly
+initialised backbone of the real size, so no weights are needed), one run of this command measures:
+
+* the time of a global step as ``train_run`` executes it (batches from the loader, depth step +
+  auxiliary step with losses, clipping, AdamW, schedule) against its **floor**: backbone forward +
+  decoder and head forward and backward, for both steps, on batches already in memory. The ratio is
+  our overhead (loss, optimizer, data waits);
+* the loader's throughput (global steps per second prepared by the configured workers, alone) against
+  what training consumes;
+* the peak memory (process RSS on CPU, allocated memory on a GPU);
+* on a GPU: the backbone's images per second in bf16 and the fraction of the GPU's bf16 dense peak
+  that this reaches (FLOPs counted analytically).
+
+Everything is measured in one run, so the ratios are meaningful on any machine. The data are the
+project's prepared NYUv2 and ADE20K (the mini world after ``dvc repro``), cropped to the chosen
+configuration's sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import yaml
+
+from mdeaux.model import BACKBONES, build_model
+from mdeaux.model.backbone import FrozenBackbone, PATCH_SIZE
+from mdeaux.params import parse
+from mdeaux.runs import resolve_config
+from mdeaux.train import Runtime, Trainer, aux_outputs, step_data, step_loader
+
+log = logging.getLogger(__name__)
+
+# Architectures of the real backbones, for random initialisation (no weights needed to time them):
+# dinov2/hub/backbones.py and the Hugging Face configs of facebook/dinov2-* (method.md §3.2, §6.3).
+ARCH = {
+    "dinov2_vits14": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, use_swiglu_ffn=False),
+    "dinov2_vitb14": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, use_swiglu_ffn=False),
+    "dinov2_vitl14": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, use_swiglu_ffn=False),
+    "dinov2_vitg14": dict(hidden_size=1536, num_hidden_layers=40, num_attention_heads=24, use_swiglu_ffn=True),
+    "depth_anything_vitl14": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, use_swiglu_ffn=False),
+}
+# bf16 dense tensor-core peaks (NVIDIA data sheets, without sparsity), TFLOP/s
+BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0,
+                    "A100": 312.0, "L40S": 362.0}
+
+
+def random_backbone(name: str) -> FrozenBackbone:
+    """A randomly initialised backbone with the architecture and taps of ``name``."""
+    from transformers import Dinov2Backbone, Dinov2Config
+
+    spec = BACKBONES[name]
+    config = Dinov2Config(**ARCH[name], mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
+                          out_indices=list(spec.out_indices), apply_layernorm=spec.apply_layernorm,
+                          reshape_hidden_states=False)
+    return FrozenBackbone(Dinov2Backbone(config))
+
+
+def vit_flops(name: str, height: int, width: int) -> float:
+    """Forward FLOPs of one image through every block (multiply-add = 2 FLOPs), padded to 14."""
+    a = ARCH[name]
+    d, layers = a["hidden_size"], a["num_hidden_layers"]
+    h, w = -(-height // PATCH_SIZE), -(-width // PATCH_SIZE)
+    n = 1 + h * w
+    mlp = 2 * n * d * 2 * hidden_swiglu(d) + 2 * n * hidden_swiglu(d) * d if a["use_swiglu_ffn"] else 2 * n * d * 4 * d * 2
+    block = 2 * n * d * 3 * d + 2 * n * d * d + 2 * 2 * n * n * d + mlp
+    return 2 * h * w * 3 * PATCH_SIZE**2 * d + layers * block
+
+
+def hidden_swiglu(d: int, mlp_ratio: int = 4) -> int:
+    # SwiGLU hidden width: int(d * mlp_ratio * 2 / 3) rounded up to a multiple of 8 (dinov2 layers/swiglu_ffn.py)
+    return (int(d * mlp_ratio * 2 / 3) + 7) // 8 * 8
+
+
+def bench_config(raw: dict, config: str, backbone: str) -> dict:
+    """The resolved config of an MLDC run on NYUv2 with ADE20K, at the chosen configuration's sizes."""
+    raw = copy.deepcopy(raw)
+    raw["profile"] = "mini" if config == "mini" else "paper"
+    raw["datasets"] = ["nyuv2", "ade20k"]  # what this benchmark reads; paper profile checks nothing else here
+    params = parse(raw)
+    cfg = resolve_config(params, depth="nyuv2", task="mldc", aux=["ade20k"], seed=0)
+    if config == "real":
+        cfg["model"] = dict(cfg["model"], backbone=backbone, weights_dir=None)
+    return cfg
+
+
+def build(cfg: dict, config: str, rt: Runtime):
+    """The benchmark's model, initialised directly on the device (a random ViT-g is 1.1 B parameters)."""
+    model_cfg = dict(cfg["model"], aux_heads={"ade20k": aux_outputs("mldc", _spec("ade20k"))})
+    torch.manual_seed(0)
+    with torch.device(rt.device):
+        if config == "mini":
+            return build_model(model_cfg)
+        return build_model(model_cfg, backbone=random_backbone(cfg["model"]["backbone"]))
+
+
+def _spec(name):
+    from mdeaux.datasets.registry import get
+
+    return get(name)
+
+
+def _sync(rt: Runtime) -> None:
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize(rt.device)
+
+
+@dataclass
+class Result:
+    step_ms: float
+    floor_ms: float
+    loader_steps_s: float
+    peak_mib: float
+
+    @property
+    def overhead(self) -> float:
+        return self.step_ms / self.floor_ms - 1
+
+
+def _timed(fn, rt: Runtime, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        _sync(rt)
+        t0 = time.perf_counter()
+        fn()
+        _sync(rt)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def floor_pass(trainer: Trainer, batch: dict) -> None:
+    """What a global step cannot avoid: backbone forward, decoder + head forward and backward, twice."""
+    model = trainer.model
+    for x, head in ((batch["depth"][0], model.depth_head), (batch["aux"][0], model.aux_heads[batch["aux_name"]])):
+        x = x.to(trainer.rt.device)
+        with trainer.autocast():
+            out = head(model.decoder(model.backbone(x)))
+        out.float().mean().backward()
+    model.zero_grad(set_to_none=True)
+
+
+def run_bench(paths, raw: dict, config: str, backbone: str, steps: int, warmup: int, rt: Runtime) -> Result:
+    cfg = bench_config(raw, config, backbone)
+    trainer = Trainer(cfg, rt, model=build(cfg, config, rt))
+    data = step_data(cfg, paths)
+    total = warmup + steps
+    # loader alone, with the configured workers (first item excluded: worker start-up)
+    loader = iter(step_loader(data, 0, total, rt.workers))
+    next(loader)
+    t0 = time.perf_counter()
+    for _ in range(total - 1):
+        next(loader)
+    loader_steps_s = (total - 1) / (time.perf_counter() - t0)
+    if rt.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(rt.device)
+    # the training step as train_run runs it: loader in the loop, medians of per-step wall time
+    times = []
+    _sync(rt)
+    t0 = time.perf_counter()
+    for batch in step_loader(data, 0, total, rt.workers, rt.device.type == "cuda"):
+        trainer.step(batch)
+        _sync(rt)
+        t1 = time.perf_counter()
+        if batch["step"] >= warmup:
+            times.append((t1 - t0) * 1000)
+        t0 = t1
+    step_ms = statistics.median(times)
+    # the floor, on one batch already in memory
+    batch = data[0]
+    floor_pass(trainer, batch)
+    floor_ms = _timed(lambda: floor_pass(trainer, batch), rt, steps)
+    if rt.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(rt.device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Result(step_ms, floor_ms, loader_steps_s, peak)
+
+
+def backbone_throughput(name: str, rt: Runtime, batch: int, height: int, width: int, repeats: int) -> tuple[float, float]:
+    """(images/s, achieved TFLOP/s) of the backbone forward in bf16 under inference_mode."""
+    with torch.device(rt.device):
+        backbone = random_backbone(name)
+    x = torch.randn(batch, 3, height, width, device=rt.device)
+
+    def forward():
+        with torch.autocast(rt.device.type, dtype=torch.bfloat16):
+            backbone(x)
+
+    forward()
+    ms = _timed(forward, rt, repeats)
+    images_s = batch / (ms / 1000)
+    return images_s, images_s * vit_flops(name, height, width) / 1e12
+
+
+def peak_tflops(rt: Runtime) -> tuple[str, float | None]:
+    name = torch.cuda.get_device_name(rt.device)
+    for key, value in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return name, value
+    return name, None
+
+
+def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warmup: int, rt: Runtime,
+           peak: float | None = None, gpu_batch: int = 16) -> str:
+    lines = [f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), loader workers {rt.workers}"]
+    for config in configs:
+        cfg = bench_config(raw, config, backbone)
+        aug = cfg["augment"]
+        what = cfg["model"]["backbone"] + (" (random weights)" if config == "real" else "")
+        lines.append(
+            f"\n[{config}] {what}, decoder {cfg['model']['decoder_channels']} ch, depth crop "
+            f"{'x'.join(map(str, aug['nyuv2']['crop_size']))}, aux crop {'x'.join(map(str, aug['ade20k']['crop_size']))}, "
+            f"batch {cfg['train']['batch_size']} + {cfg['train']['batch_size']}, {cfg['train']['precision']}"
+        )
+        r = run_bench(paths, raw, config, backbone, steps, warmup, rt)
+        consumed = 1000 / r.step_ms
+        lines += [
+            f"  global step   {r.step_ms:9.1f} ms  (median of {steps}, loader in the loop)",
+            f"  floor         {r.floor_ms:9.1f} ms  (backbone fwd + decoder/head fwd+bwd, depth and aux)",
+            f"  overhead      {100 * r.overhead:+9.1f} %",
+            f"  loader        {r.loader_steps_s:9.1f} steps/s vs {consumed:.1f} consumed ({r.loader_steps_s / consumed:.1f}x)",
+            f"  peak memory   {r.peak_mib:9.0f} MiB ({'GPU allocated' if rt.device.type == 'cuda' else 'process RSS'})",
+        ]
+    if rt.device.type == "cuda":
+        name, table_peak = peak_tflops(rt)
+        peak = peak or table_peak
+        crop = bench_config(raw, "real", backbone)["augment"]["nyuv2"]["crop_size"]
+        images_s, tflops = backbone_throughput(backbone, rt, gpu_batch, crop[0], crop[1], steps)
+        frac = f", {100 * tflops / peak:.1f} % of the {peak:g} TFLOP/s bf16 peak" if peak else " (unknown peak: pass --peak-tflops)"
+        lines.append(f"\n[gpu] {name}: {backbone} forward, bf16, batch {gpu_batch} at {crop[0]}x{crop[1]}: "
+                     f"{images_s:.1f} images/s, {tflops:.1f} TFLOP/s{frac}")
+    return "\n".join(lines)
+
+
+def load_raw(paths) -> dict:
+    return yaml.safe_load(paths.params.read_text())

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny prepared world (NYUv2 + ADE20K) built by the real CLI stages."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def clean_env(**extra) -> dict:
+    """The test's environment without DVC/MLflow/mdeaux variables of an enclosing run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "MDEAUX_"))}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def mdeaux(args, cwd, env=None, check=True, timeout=600):
+    out = subprocess.run([sys.executable, "-m", "mdeaux", *args], cwd=cwd, env=env or clean_env(),
+                         capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"mdeaux {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """A project folder whose NYUv2 and ADE20K are synthesised, fetched, prepared and split; training is
+    12 iterations with a checkpoint every 3 and an evaluation every 6."""
+    root = tmp_path_factory.mktemp("world")
+    shutil.copy2(ROOT / "dvc.yaml", root / "dvc.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["datasets"] = ["nyuv2", "ade20k"]
+    raw["synth"]["counts"] = {"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}}
+    raw["train"].update(iterations={"mini": 12}, warmup_iters={"mini": 4}, eval_every={"mini": 6},
+                        checkpoint_every={"mini": 3})
+    raw["runner"]["loader_workers"] = {"mini": 0}
+    raw["studies"]["table3"]["seeds"] = {"mini": [0]}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for stage in ("synth", "fetch", "prepare", "split"):
+        mdeaux([stage], root)
+    return root
