@@ -40,7 +40,7 @@ def tiny_world(tmp_path_factory) -> Path:
     raw["train"].update(iterations={"mini": 12}, warmup_iters={"mini": 4}, eval_every={"mini": 6},
                         checkpoint_every={"mini": 3})
     raw["runner"]["loader_workers"] = {"mini": 0}
-    raw["studies"]["table3"]["seeds"] = {"mini": [0]}
+    raw["studies"] = {"table3": dict(raw["studies"]["table3"], depth=["nyuv2"], aux=["ade20k"], seeds=[0])}
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     for stage in ("synth", "fetch", "prepare", "split"):
         mdeaux([stage], root)

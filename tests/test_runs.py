@@ -12,7 +12,10 @@ from mdeaux.params import parse
 from mdeaux.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]
-RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+FULL = yaml.safe_load((ROOT / "params.yaml").read_text())
+# the first slice: Table 3's NYUv2 row with ADE20K as the auxiliary set
+RAW = copy.deepcopy(FULL)
+RAW["studies"] = {"table3": dict(FULL["studies"]["table3"], depth=["nyuv2"], aux=["ade20k"])}
 
 
 @pytest.fixture
@@ -123,12 +126,14 @@ def test_training_code_change_changes_ids(project, tmp_path, monkeypatch):
 
 def test_studies_sharing_a_run_train_it_once(project):
     raw = copy.deepcopy(RAW)
-    raw["studies"]["table3"]["tasks"] = ["mldc"]
-    raw["studies"]["other"] = {"depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["mldc"], "seeds": {"mini": [1, 2], "paper": [0]}}
+    raw["studies"]["table3"]["tasks"] = ["baseline", "mldc"]
+    raw["studies"]["other"] = {"title": "x", "depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["baseline", "mldc"],
+                               "seeds": {"mini": [1, 2], "paper": [0]}}
     planned = runs.plan(project, parse(raw), write=True)
     labels = sorted(r.label for r in planned)
     # seeds 0,1 (table3) and 1,2 (other): seed 1 is shared -> 3 seeds x 2 tasks = 6 runs, not 8
     assert len(runs.planned_configs(parse(raw))) == 8 and len(planned) == 6
+    assert runs.study_counts(planned) == {"table3": 4, "other": 4}
     shared = [r for r in planned if r.config["seed"] == 1]
     assert all(set(r.studies) == {"table3", "other"} for r in shared)
     assert labels[0] == "nyuv2/baseline/a1/s0"
@@ -140,3 +145,58 @@ def test_missing_prepared_data_says_what_to_run(project):
     (project.prepared_of("nyuv2") / "manifest.json").unlink()
     with pytest.raises(FileNotFoundError, match="dvc repro prepare"):
         runs.plan(project, params(), write=False)
+
+
+def test_every_study_of_the_mini_profile_expands_and_dedups(project):
+    p = parse(copy.deepcopy(FULL))
+    for name in p.datasets:
+        set_data(project, name, f"{name}-v1", {k: [f"{name}/a"] for k in ("0.2", "0.5", "1.0")})
+    planned = runs.plan(project, p, write=False)
+    counts = runs.study_counts(planned)
+    configs = runs.planned_configs(p)
+    assert set(counts) == set(p.studies) and len(planned) < len(configs)
+    by_label = {r.label: r for r in planned}
+    assert len(by_label) == len(planned)  # labels tell runs apart
+    # the NYUv2 baseline is shared by every study that has one
+    base = by_label["nyuv2/baseline/a1/s0"]
+    assert set(base.studies) == {n for n, s in p.studies.items() if "nyuv2" in s.depth and "baseline" in s.tasks and not s.model}
+    # axes reach the configs: alpha sweep, fractions, gamma, beta, MIX6, Depth Anything, single-label
+    assert by_label["nyuv2/mldc+mix6/a0.5/s0"].config["alpha"] == 0.5
+    assert by_label["nyuv2/mldc+mix6/a0.9/f0.2/s0"].config["fraction"] == 0.2
+    assert by_label["nyuv2/baseline/a1g2/s0"].config["gamma"] == 2.0
+    beta = by_label["nyuv2/mldc+mix6/b0.05/s0"].config
+    assert beta["beta"] == 0.05 and beta["alpha"] is None
+    assert by_label["nyuv2/mldc+mix6/a0.9/s0"].config["aux_datasets"] == p.aux_sets["mix6"]
+    assert by_label["nyuv2/depth-anything/mldc+mix6/a0.9/s0"].config["model"]["decoder_type"] == "depth_anything"
+    assert "nyuv2/slc+mix6/a0.9/s0" in by_label and "nyuv2/mldc+ade20k/a0.9/s0" in by_label
+
+
+def test_alpha_experiment_retrains_exactly_the_alpha_dependent_runs(project):
+    p, q = parse(copy.deepcopy(FULL)), None
+    for name in p.datasets:
+        set_data(project, name, f"{name}-v1", {k: [f"{name}/a"] for k in ("0.2", "0.5", "1.0")})
+    raw = copy.deepcopy(FULL)
+    raw["alpha"] = 0.8
+    q = parse(raw)
+    before = {r.id for r in runs.plan(project, p, write=False)}
+    after = runs.plan(project, q, write=False)
+    new = [r for r in after if r.id not in before]
+    # alpha-dependent: auxiliary-task runs of studies without their own alpha or beta list
+    dependent = [r for r in after if r.config["alpha"] == 0.8]
+    assert {r.id for r in new} == {r.id for r in dependent} and len(new) > 0
+    assert all(r.config["alpha"] == 0.8 for r in new)
+
+
+def test_bad_study_axes_are_refused():
+    raw = copy.deepcopy(FULL)
+    raw["studies"]["fig4_fraction"]["fraction"] = [0.3]
+    with pytest.raises(Exception, match="0.3 is not in split.fractions"):
+        parse(raw)
+    raw = copy.deepcopy(FULL)
+    raw["studies"]["table3"]["aux"] = ["mix7"]
+    with pytest.raises(Exception, match="mix7"):
+        parse(raw)
+    raw = copy.deepcopy(FULL)
+    raw["studies"]["fig5_beta"]["alpha"] = [0.9]
+    with pytest.raises(Exception, match="either `alpha` or `beta`"):
+        parse(raw)

@@ -21,7 +21,7 @@ def setup(alpha=0.9, task="mldc", **train):
     raw = copy.deepcopy(RAW)
     raw["alpha"] = alpha
     raw["train"].update(train)
-    cfg = resolve_config(parse(raw), depth="nyuv2", task=task, aux=["ade20k"], seed=0)
+    cfg = resolve_config(parse(raw), depth="nyuv2", task=task, aux="ade20k", seed=0)
     model_cfg = dict(cfg["model"], aux_heads={} if task == "baseline" else {"ade20k": 150})
     torch.manual_seed(0)
     model = build_model(model_cfg)
@@ -231,7 +231,7 @@ def test_beta_variant_and_gamma_scale_the_decoder_lr():
 @pytest.mark.parametrize("it", [0, 20, 39, 40, 80, 119])
 def test_beta_variant_lrs_follow_the_schedule(it):
     raw = copy.deepcopy(RAW)
-    cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux=["ade20k"], seed=0, beta=0.1)
+    cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux="ade20k", seed=0, beta=0.1)
     assert cfg["alpha"] is None and cfg["beta"] == 0.1
     torch.manual_seed(0)
     model = build_model(dict(cfg["model"], aux_heads={"ade20k": 150}))
@@ -246,13 +246,13 @@ def test_beta_variant_lrs_follow_the_schedule(it):
 
 def test_gamma_and_beta_only_where_they_apply():
     params = parse(copy.deepcopy(RAW))
-    plain = resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0)
+    plain = resolve_config(params, depth="nyuv2", task="baseline", seed=0)
     assert "gamma" not in plain and "beta" not in plain  # gamma = 1 keeps the baseline's id
-    assert resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0, gamma=2.0)["gamma"] == 2.0
+    assert resolve_config(params, depth="nyuv2", task="baseline", seed=0, gamma=2.0)["gamma"] == 2.0
     with pytest.raises(ValueError, match="beta"):
-        resolve_config(params, depth="nyuv2", task="baseline", aux=[], seed=0, beta=0.1)
+        resolve_config(params, depth="nyuv2", task="baseline", seed=0, beta=0.1)
     with pytest.raises(ValueError, match="gamma"):
-        resolve_config(params, depth="nyuv2", task="mldc", aux=["ade20k"], seed=0, gamma=2.0)
+        resolve_config(params, depth="nyuv2", task="mldc", aux="ade20k", seed=0, gamma=2.0)
 
 
 def test_non_finite_gradient_norm_stops_before_updating():

@@ -85,7 +85,7 @@ def bench_config(raw: dict, config: str, backbone: str) -> dict:
     raw["profile"] = "mini" if config == "mini" else "paper"
     raw["datasets"] = ["nyuv2", "ade20k"]  # what this benchmark reads; paper profile checks nothing else here
     params = parse(raw)
-    cfg = resolve_config(params, depth="nyuv2", task="mldc", aux=["ade20k"], seed=0)
+    cfg = resolve_config(params, depth="nyuv2", task="mldc", aux="ade20k", seed=0)
     if config == "real":
         cfg["model"] = dict(cfg["model"], backbone=backbone, weights_dir=None)
     return cfg

@@ -144,11 +144,49 @@ class SegAugment(Strict):
     photometric: bool
 
 
+STUDY_TASKS = ("baseline", *TASKS)
+NonEmpty = Field(min_length=1)
+
+
 class Study(Strict):
-    depth: list[str]
-    aux: list[str]
-    tasks: list[Literal[TASKS]]  # type: ignore[valid-type]
-    seeds: list[int]
+    """One table or figure of the paper as axes over runs (see params.yaml `studies`)."""
+
+    title: str
+    depth: Annotated[list[str], NonEmpty]
+    aux: list[str] = []  # names in `aux_sets` or single segmentation datasets
+    tasks: Annotated[list[Literal[STUDY_TASKS]], NonEmpty]  # type: ignore[valid-type]
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], NonEmpty]
+    alpha: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = None  # None: the top-level alpha
+    beta: list[Annotated[float, Field(gt=0.0)]] | None = None  # the beta variant instead of alpha
+    gamma: list[Annotated[float, Field(gt=0.0)]] = [1.0]  # baseline decoder LR factor
+    fraction: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [1.0]
+    model: dict[str, Any] = {}  # overrides of the `model` section
+
+    @model_validator(mode="after")
+    def _axes_fit(self) -> Study:
+        aux_tasks = [t for t in self.tasks if t != "baseline"]
+        if aux_tasks and not self.aux:
+            raise ValueError(f"tasks {aux_tasks} need at least one `aux` set")
+        if self.alpha is not None and self.beta is not None:
+            raise ValueError("give either `alpha` or `beta` (the beta variant), not both")
+        if self.gamma != [1.0] and "baseline" not in self.tasks:
+            raise ValueError("`gamma` scales the baseline: add `baseline` to tasks")
+        return self
+
+
+class Slurm(Strict):
+    gpus: int = Field(ge=0)
+    gpu_model: str | None
+    cpus_per_task: PosInt
+    mem_mb: PosInt
+    runtime_min: PosInt
+    requeue: bool
+    signal_seconds: int = Field(ge=0)
+
+
+class Cost(Strict):
+    step_seconds: float = Field(gt=0)
+    eval_image_seconds: float = Field(gt=0)
 
 
 class Runner(Strict):
@@ -157,6 +195,8 @@ class Runner(Strict):
     device: Literal["auto", "cpu", "cuda"]
     loader_workers: int = Field(ge=0)
     compile: bool
+    slurm: Slurm
+    cost: Cost
 
 
 class Params(Strict):
@@ -171,6 +211,7 @@ class Params(Strict):
     model: Model
     train: Train
     augment: dict[str, Any]  # checked per dataset task in parse()
+    aux_sets: dict[str, Annotated[list[str], NonEmpty]]
     studies: dict[str, Study]
     runner: Runner
 
@@ -192,9 +233,23 @@ class Params(Strict):
             for i, name in enumerate(study.depth):
                 _known(f"studies.{sname}.depth[{i}]", name, task="depth")
                 self._needs(f"studies.{sname}.depth[{i}]", name)
-            for i, name in enumerate(study.aux):
-                _known(f"studies.{sname}.aux[{i}]", name, task="segmentation")
-                self._needs(f"studies.{sname}.aux[{i}]", name)
+            for i, entry in enumerate(study.aux):
+                for name in self.aux_sets.get(entry, [entry]):
+                    _known(f"studies.{sname}.aux[{i}] ({entry})", name, task="segmentation")
+                    self._needs(f"studies.{sname}.aux[{i}] ({entry})", name)
+            for f in study.fraction:
+                if f not in self.split.fractions:
+                    raise ValueError(f"studies.{sname}.fraction: {f} is not in split.fractions {self.split.fractions}; add it there")
+            if study.model:
+                try:
+                    Model(**{**self.model.model_dump(), **study.model})
+                except ValidationError as err:
+                    raise ValueError(f"studies.{sname}.model: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}") from None
+        for name, members in self.aux_sets.items():
+            if name in REGISTRY:
+                raise ValueError(f"aux_sets.{name}: the name of a set must not be a dataset name")
+            for i, member in enumerate(members):
+                _known(f"aux_sets.{name}[{i}]", member, task="segmentation")
         return self
 
     def _needs(self, key: str, name: str) -> None:

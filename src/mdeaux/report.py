@@ -130,7 +130,7 @@ def write_reports(paths, params) -> list[Path]:
     if not train_file.is_file():
         raise FileNotFoundError(f"{train_file} is missing: run `dvc repro train` (or `mdeaux train`) first")
     train_json = json.loads(train_file.read_text())
-    tasks = params.studies["table3"].tasks if "table3" in params.studies else []
+    tasks = [t for t in params.studies["table3"].tasks if t != "baseline"] if "table3" in params.studies else []
     text, summary = table3(train_json, params.profile, list(tasks))
     out_md, out_json = paths.reports / "table3.md", paths.reports / "metrics.json"
     atomic.write_text(out_md, text)

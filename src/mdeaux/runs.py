@@ -10,6 +10,7 @@ auxiliary settings, so ``dvc exp run -S alpha=0.8`` reuses them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,14 @@ class Run:
     @property
     def label(self) -> str:
         c = self.config
-        task = "baseline" if c["task"] == "baseline" else f"{c['task']}+{'+'.join(c['aux_datasets'])}"
+        task = "baseline" if c["task"] == "baseline" else f"{c['task']}+{c.get('aux_set') or '+'.join(c['aux_datasets'])}"
         scale = f"b{c['beta']:g}" if c.get("beta") is not None else f"a{c['alpha']:g}"
         if c.get("gamma") is not None:
             scale += f"g{c['gamma']:g}"
-        return f"{c['depth_dataset']}/{task}/{scale}/s{c['seed']}"
+        frac = "" if c["fraction"] == 1.0 else f"/f{c['fraction']:g}"
+        m = c["model"]
+        da = "/depth-anything" if m["backbone"].startswith("depth_anything") or m.get("decoder_type") == "depth_anything" else ""
+        return f"{c['depth_dataset']}{da}/{task}/{scale}{frac}/s{c['seed']}"
 
     def record(self) -> dict[str, Any]:
         return {"id": self.id, "config": self.config, "inputs": self.inputs, "code": self.code}
@@ -93,51 +97,70 @@ def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
     return out
 
 
-def resolve_config(params: Params, *, depth: str, task: str, aux: list[str], seed: int, fraction: float = 1.0,
-                   gamma: float = 1.0, beta: float | None = None) -> dict:
+def resolve_config(params: Params, *, depth: str, task: str, aux: str | None = None, seed: int, fraction: float = 1.0,
+                   alpha: float | None = None, gamma: float = 1.0, beta: float | None = None,
+                   model: dict | None = None) -> dict:
     """Everything that decides the numbers of one run, and nothing else.
 
-    gamma scales the baseline's decoder LR (paper §5.1, Fig. 5 left); beta, when given, replaces
-    alpha's scaling by the beta variant (depth steps at eta, auxiliary steps at beta * eta, Fig. 5
-    right). Each is only recorded where it applies, so it changes no other run's id.
+    ``aux`` names an entry of ``aux_sets`` (e.g. MIX6) or one segmentation dataset. ``alpha`` defaults
+    to the top-level alpha. ``gamma`` scales the baseline's decoder LR (paper §5.1, Fig. 5 left);
+    ``beta``, when given, replaces alpha's scaling by the beta variant (depth steps at eta, auxiliary
+    steps at beta * eta, Fig. 5 right). Each is only recorded where it applies, so it changes no other
+    run's id. ``model`` overrides the model section (Table 4's backbone).
     """
     baseline = task == "baseline"
     if baseline and beta is not None:
         raise ValueError("beta applies to auxiliary-task runs, not to the baseline")
     if not baseline and gamma != 1.0:
         raise ValueError("gamma scales the baseline's LR only; got gamma != 1 for an auxiliary-task run")
+    if not baseline and aux is None:
+        raise ValueError(f"task {task!r} needs an auxiliary set")
     train = params.train.model_dump()
     for key, tasks in TASK_ONLY_TRAIN_KEYS.items():
         if task not in tasks:
             train.pop(key)
-    used = [depth] + ([] if baseline else list(aux))
+    aux_datasets = [] if baseline else list(params.aux_sets.get(aux, [aux]))
     return {
         "profile": params.profile,
         "depth_dataset": depth,
-        "aux_datasets": [] if baseline else list(aux),
+        "aux_set": None if baseline else aux,
+        "aux_datasets": aux_datasets,
         "task": task,
         # alpha = 1 is the DINOv2 baseline (paper §3); the beta variant has no alpha
-        "alpha": 1.0 if baseline else None if beta is not None else params.alpha,
+        "alpha": 1.0 if baseline else None if beta is not None else (params.alpha if alpha is None else alpha),
         **({"gamma": gamma} if baseline and gamma != 1.0 else {}),
         **({"beta": beta} if beta is not None else {}),
         "seed": seed,
         "fraction": fraction,
-        "model": params.model.model_dump(),
+        "model": {**params.model.model_dump(), **(model or {})},
         "train": train,
-        "augment": {name: params.augment[name].model_dump() for name in used},
+        "augment": {name: params.augment[name].model_dump() for name in [depth, *aux_datasets]},
     }
 
 
 def planned_configs(params: Params) -> list[tuple[dict, str]]:
-    """(config, study) pairs of every study, before deduplication."""
+    """(config, study) pairs of every study: the product of its axes, before deduplication."""
     out = []
     for name, study in params.studies.items():
-        for depth in study.depth:
-            for seed in study.seeds:
-                out.append((resolve_config(params, depth=depth, task="baseline", aux=[], seed=seed), name))
-                for task in study.tasks:
-                    out.append((resolve_config(params, depth=depth, task=task, aux=study.aux, seed=seed), name))
+        for depth, seed, fraction, task in itertools.product(study.depth, study.seeds, study.fraction, study.tasks):
+            common = {"depth": depth, "task": task, "seed": seed, "fraction": fraction, "model": study.model}
+            if task == "baseline":
+                variants = [{"gamma": g} for g in study.gamma]
+            elif study.beta is not None:
+                variants = [{"aux": a, "beta": b} for a in study.aux for b in study.beta]
+            else:
+                variants = [{"aux": a, "alpha": al} for a in study.aux for al in (study.alpha or [None])]
+            out += [(resolve_config(params, **common, **v), name) for v in variants]
     return out
+
+
+def study_counts(runs: list[Run]) -> dict[str, int]:
+    """Number of (deduplicated) runs each study uses."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for study in run.studies:
+            counts[study] = counts.get(study, 0) + 1
+    return counts
 
 
 def make_run(config: dict, paths: Paths, code: str) -> Run:
