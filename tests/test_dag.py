@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,8 @@ def tiny_params(path: Path) -> None:
     raw["train"]["iterations"]["mini"] = 4
     raw["train"]["warmup_iters"]["mini"] = 2
     raw["train"]["eval_every"]["mini"] = 2
+    raw["train"]["checkpoint_every"]["mini"] = 2
+    raw["train"]["sigloss_warmup_iters"]["mini"] = 1
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -67,10 +70,14 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
                 "results/train.json", "reports/table3.md", "reports/metrics.json"):
         assert (dest / out).is_file(), out
     train = json.loads((dest / "results/train.json").read_text())
-    assert len(train["runs"]) == 8 and len(train["trained"]) == 8  # 2 seeds x (baseline + 3 tasks)
+    planned = sh([str(BIN / "mdeaux"), "runs"], dest, env).stdout
+    n_runs = int(planned.split()[0])
+    assert len(train["runs"]) == n_runs == len(train["trained"]) > 30  # every study of the mini profile
+    assert {s for r in train["runs"] for s in r["studies"]} == set(yaml.safe_load((dest / "params.yaml").read_text())["studies"])
     for run in train["runs"]:
         run_dir = dest / "runs" / run["id"]
-        assert {"config.json", "metrics.json", "curves.csv", "evals.csv"} <= {p.name for p in run_dir.iterdir()}
+        assert {"config.json", "metrics.json", "curves.csv", "evals.csv", "predictions.npz"} <= {p.name for p in run_dir.iterdir()}
+        assert not (run_dir / "checkpoint.pt").exists()
         assert 0 < run["metrics"]["best"]["abs_rel"] < 10
     metrics = json.loads((dest / "reports/metrics.json").read_text())
     assert set(metrics["table3"]["rows"]["nyuv2"]) >= {
@@ -89,16 +96,35 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
 
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     found = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list")
-    assert len(found) == 8
-    assert {r.data.params["alpha"] for r in found} == {"1.0", "0.9"}
-    assert all("test.abs_rel" in r.data.metrics and r.data.tags["run_id"] for r in found)
+    trained_runs = [r for r in found if r.data.tags.get("run_id")]
+    assert len(trained_runs) == n_runs
+    assert {"1.0", "0.9", "0.5"} <= {r.data.params["alpha"] for r in trained_runs}
+    assert all("test.abs_rel" in r.data.metrics for r in trained_runs)
 
     sh(["git", "add", "-A"], dest, env)
     sh(["git", "commit", "-qm", "baseline results"], dest, env)
     sh(["dvc", "exp", "run", "-S", "alpha=0.8"], dest, env)
     exp = json.loads((dest / "results/train.json").read_text())
     trained = {r["id"]: r for r in exp["runs"] if r["id"] in exp["trained"]}
-    reused = {r["id"]: r for r in exp["runs"] if r["id"] in exp["reused"]}
-    # the alpha-dependent runs (3 tasks x 2 seeds) are trained, the 2 baselines reused
-    assert len(trained) == 6 and all(r["config"]["alpha"] == 0.8 for r in trained.values())
-    assert len(reused) == 2 and all(r["config"]["task"] == "baseline" for r in reused.values())
+    # exactly the alpha-dependent runs are trained: auxiliary-task runs whose alpha is the top-level one
+    dependent = [r for r in exp["runs"] if r["config"]["alpha"] == 0.8]
+    assert set(trained) == {r["id"] for r in dependent} and len(trained) > 0
+    assert len(exp["reused"]) == len(exp["runs"]) - len(trained)
+    assert all(r["config"]["task"] == "baseline" or r["config"]["alpha"] != 0.8 for r in exp["runs"] if r["id"] in exp["reused"])
+
+    # queued experiments, two at a time: they train in temporary copies but write to this repository's
+    # run store and MLflow database (DVC_ROOT), tagged with their experiment names
+    sh(["git", "checkout", "params.yaml"], dest, env)
+    for gamma in ("3.0", "4.0"):
+        sh(["dvc", "exp", "run", "--queue", "-n", f"gamma{gamma[0]}", "-S", f"studies.fig5_gamma.gamma.mini=[1.0,{gamma}]"], dest, env)
+    sh(["dvc", "queue", "start", "-j", "2"], dest, env)
+    deadline = time.monotonic() + 900
+    while "Queued" in (status := sh(["dvc", "queue", "status"], dest, env).stdout) or "Running" in status:
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    queued = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list",
+                                filter_string="tags.dvc_exp_name LIKE 'gamma%'")
+    assert {r.data.tags["dvc_exp_name"] for r in queued} == {"gamma3", "gamma4"}
+    assert {r.data.params["gamma"] for r in queued} == {"3.0", "4.0"}
+    assert all((dest / "runs" / r.data.tags["run_id"] / "metrics.json").is_file() for r in queued)

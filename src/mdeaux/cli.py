@@ -148,15 +148,42 @@ def cmd_split(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from mdeaux.runs import is_done, plan
+    from mdeaux.runs import gpu_hours, is_done, plan, planned_configs, test_image_count
 
     paths, params = _context()
     runs = plan(paths, params, write=args.write)
     done = sum(is_done(paths, r.id) for r in runs)
     print(f"{len(runs)} run(s) planned, {done} done, {len(runs) - done} missing (store: {paths.runs})")
+    if not args.cost:
+        for r in runs:
+            state = "done   " if is_done(paths, r.id) else "missing"
+            print(f"  {r.id}  {state}  {r.label:<44} studies: {', '.join(r.studies)}")
+    per_study = {name: sum(1 for _, s in planned_configs(params) if s == name) for name in params.studies}
+    print(f"\n{'study':<18} {'title':<24} {'runs':>6} {'shared':>7}" + ("   GPU hours (train + eval)" if args.cost else ""))
+    images = {}
+    hours: dict[str, list[float]] = {}
     for r in runs:
-        state = "done   " if is_done(paths, r.id) else "missing"
-        print(f"  {r.id}  {state}  {r.label:<40} studies: {', '.join(r.studies)}")
+        name = r.config["depth_dataset"]
+        if name not in images:
+            images[name] = test_image_count(paths, name, params.profile)
+        hours[r.id] = list(gpu_hours(r, params.runner.cost.step_seconds, params.runner.cost.eval_image_seconds, images[name]))
+    for name, study in params.studies.items():
+        shared = sum(1 for r in runs if name in r.studies and len(r.studies) > 1)  # also used by another study
+        line = f"{name:<18} {study.title:<24} {per_study[name]:>6} {shared:>7}"
+        if args.cost:
+            train_h = sum(hours[r.id][0] for r in runs if name in r.studies)
+            eval_h = sum(hours[r.id][1] for r in runs if name in r.studies)
+            line += f"   {train_h + eval_h:9.1f} ({train_h:.1f} + {eval_h:.1f})"
+        print(line)
+    total = f"{'all studies':<18} {'(deduplicated)':<24} {sum(per_study.values()):>6} {len(runs):>7}"
+    if args.cost:
+        train_h, eval_h = sum(h[0] for h in hours.values()), sum(h[1] for h in hours.values())
+        total += f"   {train_h + eval_h:9.1f} ({train_h:.1f} + {eval_h:.1f})"
+        missing_h = sum(sum(hours[r.id]) for r in runs if not is_done(paths, r.id))
+        total += (f"\nmissing runs: {missing_h:.1f} GPU hours. Assumes {params.runner.cost.step_seconds} s per global step "
+                  f"and {params.runner.cost.eval_image_seconds} s per test image (runner.cost, from `mdeaux bench`); "
+                  f"test images: {'official counts' if params.profile == 'paper' else 'the split files'}")
+    print(total)
 
 
 def cmd_train(args) -> None:
@@ -165,11 +192,19 @@ def cmd_train(args) -> None:
     from mdeaux.runs import is_done, plan
 
     paths, params = _context()
+    profile = None  # a Snakemake profile (pipeline/profiles/<name> or a folder): docs/slurm.md
+    if args.profile:
+        named = paths.root / "pipeline" / "profiles" / args.profile
+        profile = Path(args.profile).resolve() if Path(args.profile).is_dir() else named if named.is_dir() else None
+        if profile is None or not any((profile / f).is_file() for f in ("config.yaml", "profile.yaml")):
+            known = sorted(p.name for p in (paths.root / "pipeline" / "profiles").glob("*") if p.is_dir())
+            raise FileNotFoundError(f"--profile {args.profile}: expected a folder holding a Snakemake profile (config.yaml "
+                                    f"or profile.yaml), a path or one of pipeline/profiles/: {', '.join(known) or 'none'}")
     runs = plan(paths, params)
     missing = [r for r in runs if not is_done(paths, r.id)]
     log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
     if missing:
-        tracking.setup(paths.mlflow_uri, params.profile, paths.mlflow_artifacts)  # DB + experiment before fan-out
+        tracking.prepare(paths, params)  # DB, experiment and study parent runs before fan-out (warns, never raises)
         snakefile = paths.root / "pipeline" / "Snakefile"
         if not snakefile.is_file():
             raise FileNotFoundError(f"{snakefile} is missing: run mdeaux from the mdeaux repository root")
@@ -177,9 +212,11 @@ def cmd_train(args) -> None:
             sys.executable, "-m", "snakemake",
             "--snakefile", str(snakefile),
             "--directory", str(paths.root),
-            "--cores", str(args.cores or params.runner.cores),
+            *(["--profile", str(profile)] if profile else []),  # its cores/jobs/executor, unless --cores is given
+            *(["--cores", str(args.cores or params.runner.cores)] if args.cores or not profile else []),
             "--rerun-triggers", "mtime",
             "--keep-going",
+            "--ignore-incomplete",  # metrics.json is written atomically: a killed job leaves no half output
             "--printshellcmds",
         ]  # fmt: skip
         log.info("running: %s", " ".join(cmd))
@@ -200,6 +237,12 @@ def cmd_train(args) -> None:
     }
     atomic.write_json(paths.results / "train.json", summary)
     log.info("trained %d run(s), reused %d; results in %s", len(summary["trained"]), len(summary["reused"]), paths.results / "train.json")
+    # runs whose tracker could not reach MLflow (offline SLURM nodes, a server that was down) are
+    # imported from runs/<id>/ now; runs already tracked are skipped
+    parents = tracking.prepare(paths, params)
+    if parents:
+        counts = tracking.import_done(paths, runs, parents)
+        log.info("MLflow (%s): %d run(s) imported, %d already tracked", paths.mlflow_uri, counts["imported"], counts["tracked"])
 
 
 def cmd_run_one(args) -> None:
@@ -222,7 +265,7 @@ def cmd_run_one(args) -> None:
 def _run_one(run, paths, params, args) -> None:
     import torch
 
-    from mdeaux import atomic, tracking
+    from mdeaux import atomic, tracking, visuals
     from mdeaux.runs import is_done, plan
     from mdeaux.train import CHECKPOINT, Preempted, Runtime, train_run
 
@@ -234,31 +277,33 @@ def _run_one(run, paths, params, args) -> None:
     if rt.world > 1:
         log.info("%s: process %d of %d on %s", run.id, rt.rank, rt.world, rt.device)
     tracker = None
-    id_file = paths.run_dir(run.id) / "mlflow_run_id"
+    run_dir = paths.run_dir(run.id)
+    id_file = run_dir / tracking.ID_FILE
+    whole = False  # the MLflow run holds every step (not only those after a resume)
     if rt.main:
-        tags = {
-            "run_id": run.id,
-            "label": run.label,
-            "task": run.config["task"],
-            "depth_dataset": run.config["depth_dataset"],
-            "studies": ",".join(next((r.studies for r in plan(paths, params, write=False) if r.id == run.id), ())),
-            "code_version": run.code[:16],
-            "processes": str(rt.world),
-            "device": str(rt.device),
-            **{f"data.{k}": v[:16] for k, v in run.inputs.items()},
-            **tracking.git_state(paths.root),
-        }
-        if os.environ.get("DVC_EXP_NAME"):
-            tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+        planned = next((r for r in plan(paths, params, write=False) if r.id == run.id), run)  # with its studies
+        tags = tracking.run_tags(planned, paths.root, extra={"processes": str(rt.world), "device": str(rt.device)})
+        atomic.write_json(run_dir / tracking.TAGS_FILE, tags)  # for `mdeaux train`'s import if MLflow is unreachable
+        resuming = (run_dir / CHECKPOINT).is_file()
+        if not resuming:
+            id_file.unlink(missing_ok=True)  # a fresh (or --force) training is a new MLflow run
         # a run resumed from its checkpoint continues its MLflow run
-        resume = id_file.read_text().strip() if id_file.is_file() and (paths.run_dir(run.id) / CHECKPOINT).is_file() else None
-        tracker = tracking.Tracker(paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts, run_id=resume)
+        resume = id_file.read_text().strip() if resuming and id_file.is_file() else None
+        study = planned.studies[0] if planned.studies else None
+        expected = run.config["train"]["iterations"] * params.runner.cost.step_seconds  # runner.cost (mdeaux bench)
+        tracker = tracking.Tracker(
+            paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts, run_id=resume,
+            parent=(study, params.studies[study].title) if study in params.studies else None,
+            lock=paths.runs / ".mlflow.lock", system_metrics_interval=tracking.sampling_interval(expected),
+        )
+        whole = not resuming or tracker.resumed
         if tracker.run_id:
             atomic.write_text(id_file, tracker.run_id + "\n")
-        if resume is None:
+        if not tracker.resumed:
             tracker.params(run.config)
     try:
-        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress, rt=rt)
+        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress, rt=rt,
+                           predictions=params.runner.save_predictions)
     except Preempted as stop:
         if tracker is not None:
             tracker.finish("KILLED")
@@ -273,10 +318,20 @@ def _run_one(run, paths, params, args) -> None:
             torch.distributed.destroy_process_group()
     if tracker is None:
         return
-    for name in ("config.json", "metrics.json", "curves.csv", "evals.csv"):
-        tracker.artifact(paths.run_dir(run.id) / name)
+    try:
+        figures = visuals.write_figures(run_dir)  # curves.png, predictions.png (also without MLflow)
+    except Exception as err:  # noqa: BLE001 - a figure is not worth the run
+        log.warning("%s: could not draw the figures (%s)", run.id, err)
+        figures = []
+    for name in tracking.RUN_FILES:
+        tracker.artifact(run_dir / name)
+    for figure in figures:
+        tracker.artifact(figure, "plots")
     tracker.metrics({f"best.{k}": v for k, v in result["best"].items()}, step=result["iterations"])
     tracker.metrics({f"final.{k}": v for k, v in result["final"].items()}, step=result["iterations"])
+    tracker.metrics({"train_seconds": result["train_seconds"]}, step=result["iterations"])
+    if whole:
+        tracker.mark_complete()
     tracker.finish()
 
 
@@ -344,8 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("split", cmd_split, "write seeded, nested training fractions and the test list to data/splits/")
     sp = add("runs", cmd_runs, "list the planned runs of all studies, which are done and which are missing")
     sp.add_argument("--write", action="store_true", help="also write runs/<id>/config.json for each planned run")
+    sp.add_argument("--cost", action="store_true", help="estimate GPU hours per study (runner.cost) instead of listing runs")
     sp = add("train", cmd_train, "plan the runs, train the missing ones with Snakemake, collect results/train.json")
-    sp.add_argument("--cores", type=int, help="Snakemake cores (default: params runner.cores)")
+    sp.add_argument("--cores", type=int, help="Snakemake cores (default: params runner.cores, or the profile's)")
+    sp.add_argument("--profile", help="Snakemake profile: a folder or a name under pipeline/profiles/ (slurm: one SLURM "
+                    "job per run, see docs/slurm.md; default: local cores)")
     sp = add("run-one", cmd_run_one, "train one planned run (as a Snakemake job does)")
     sp.add_argument("run_id", help="the run id (a folder under runs/)")
     sp.add_argument("--force", action="store_true", help="train again even if metrics.json exists")

@@ -195,6 +195,7 @@ class Runner(Strict):
     device: Literal["auto", "cpu", "cuda"]
     loader_workers: int = Field(ge=0)
     compile: bool
+    save_predictions: int = Field(ge=0)
     slurm: Slurm
     cost: Cost
 

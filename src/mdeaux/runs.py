@@ -154,6 +154,28 @@ def planned_configs(params: Params) -> list[tuple[dict, str]]:
     return out
 
 
+def gpu_hours(run: Run, step_seconds: float, eval_image_seconds: float, test_images: int) -> tuple[float, float]:
+    """(training, evaluation) hours of one run: ``step_seconds`` per global step (a baseline takes no
+    auxiliary step: half), ``eval_image_seconds`` per test image and evaluation."""
+    t = run.config["train"]
+    steps = t["iterations"] * step_seconds * (0.5 if run.config["task"] == "baseline" else 1.0)
+    evals = -(-t["iterations"] // t["eval_every"])
+    images = min(test_images, t["eval_max_images"] or test_images)
+    return steps / 3600, evals * images * eval_image_seconds / 3600
+
+
+def test_image_count(paths: Paths, name: str, profile: str) -> int:
+    """Test images of a dataset: the official count of its last split (paper profile, where published),
+    else its split file's test list."""
+    from mdeaux.datasets.registry import get
+
+    counts = dict(get(name).official_counts)
+    if profile == "paper" and counts:
+        return counts[get(name).splits[-1]]
+    split = paths.split_of(name)
+    return len(json.loads(split.read_text())["test"]) if split.is_file() else 0
+
+
 def study_counts(runs: list[Run]) -> dict[str, int]:
     """Number of (deduplicated) runs each study uses."""
     counts: dict[str, int] = {}

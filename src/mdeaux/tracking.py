@@ -1,26 +1,63 @@
-"""MLflow tracking: one experiment per profile, one MLflow run per training run.
+"""MLflow tracking: one experiment per profile, a parent run per study, one child run per training run.
 
 The tracking URI is the SQLite database at the store root (``mlflow.db``; research/tooling.md §2),
-or ``MLFLOW_TRACKING_URI`` when set (e.g. a tracking server). Tracking never decides whether a run
-succeeds: if MLflow fails, the run goes on, its numbers stay in ``runs/<id>/`` and a warning says so.
+or ``MLFLOW_TRACKING_URI`` when set (e.g. a tracking server, ``http://host:5000``).
+
+- ``ensure_parents`` creates the experiment and one parent run per study (run name ``study:<name>``,
+  tags ``mdeaux.kind=study``, ``mdeaux.study``, ``mdeaux.title``) once, before the runs fan out; it
+  finds existing parents by tag, so calling it again creates nothing.
+- ``Tracker`` is the live MLflow run of one training run: a child (``mlflow.parentRunId``) of its
+  first study's parent, with params (the flattened config), per-step curves, test metrics at each
+  evaluation, system metrics, tags (``run_tags``) and artifacts. Tracking never decides whether a
+  run succeeds: if MLflow fails, training goes on and its numbers stay in ``runs/<id>/``.
+- ``import_run`` builds the same MLflow run from ``runs/<id>/`` afterwards, for runs whose tracker
+  could not reach MLflow (offline compute nodes, a server that was down); ``mdeaux train`` calls it
+  for every finished run, so nothing is lost.
+
+A run is "tracked" when ``runs/<id>/mlflow_run_id`` (or, failing that, the tag ``run_id``) names a
+complete MLflow run of the current store: one carrying ``mdeaux.complete=true``, which the tracker
+sets only after it logged everything (or, for runs logged before that tag existed, a FINISHED run
+holding every ``final.*`` metric).
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
 import logging
+import math
 import os
 import subprocess
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from mdeaux import atomic
 
 log = logging.getLogger(__name__)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+ID_FILE = "mlflow_run_id"  # runs/<id>/mlflow_run_id: the MLflow run of this training run
+TAGS_FILE = "tags.json"  # runs/<id>/tags.json: the tags computed when the run was trained
+RUN_FILES = ("config.json", "metrics.json", "curves.csv", "evals.csv", TAGS_FILE)
+KIND, STUDY, TITLE, COMPLETE, SOURCE = "mdeaux.kind", "mdeaux.study", "mdeaux.title", "mdeaux.complete", "mdeaux.source"
+PARENT = "mlflow.parentRunId"  # the tag MLflow's UI nests child runs by
+# config values also set as tags, for short filters (tags.seed = '0') and grouping in the UI
+CONFIG_TAGS = ("task", "depth_dataset", "aux_set", "alpha", "beta", "gamma", "fraction", "seed")
+# system metrics: about this many samples per run, at least 1 s and at most 30 s apart (MLflow's
+# default of 10 s gives a 30-second mini run only three samples)
+SYSTEM_SAMPLES, SYSTEM_MIN_S, SYSTEM_MAX_S = 100, 1.0, 30.0
+
 
 def experiment_name(profile: str) -> str:
     return f"mdeaux-{profile}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -46,38 +83,177 @@ def git_state(root: Path) -> dict[str, str]:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
+def run_tags(run, root: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The tags of a training run (``runs.Run`` with its ``studies``): ids, config axes, studies, code
+    and data versions, git state and the DVC experiment name, all as strings."""
+    config = run.config
+    tags = {
+        KIND: "run",
+        "run_id": run.id,
+        "label": run.label,
+        "studies": ",".join(run.studies),
+        "backbone": str(config["model"]["backbone"]),
+        "code_version": run.code[:16],
+        **{tag: _tag_value(config[tag]) for tag in CONFIG_TAGS if config.get(tag) is not None},
+        **{f"data.{k}": v[:16] for k, v in run.inputs.items()},
+        **git_state(root),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    return {**tags, **(extra or {})}
+
+
+def _tag_value(value: Any) -> str:
+    return str(value)  # same text as the param (str of the config value): params.alpha = tags.alpha
+
+
+def sampling_interval(expected_seconds: float) -> float:
+    """System-metrics sampling interval for a run expected to take ``expected_seconds``."""
+    if not expected_seconds > 0:
+        return SYSTEM_MIN_S
+    return min(SYSTEM_MAX_S, max(SYSTEM_MIN_S, expected_seconds / SYSTEM_SAMPLES))
+
+
+@contextlib.contextmanager
+def _locked(path: Path | None) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if needed), or nothing when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
 def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
-    """Create the database and the experiment once, before runs fan out (avoids creation races)."""
-    import mlflow
+    """Create the database and the profile's experiment once, before runs fan out; its id.
 
-    mlflow.set_tracking_uri(uri)
+    With a local store, artifacts go to ``artifacts`` (the store's ``mlartifacts/``); with a tracking
+    server, the server decides (its ``--artifacts-destination``), since a compute node's local path
+    would mean nothing to it. A concurrent creation by another process is taken as success.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
     name = experiment_name(profile)
-    exp = mlflow.get_experiment_by_name(name)
-    if exp is None:
-        location = artifacts.as_uri() if artifacts is not None else None
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifacts.resolve().as_uri() if artifacts is not None and not is_server(uri) else None
+    try:
         # the UI opens a "model training" experiment on its runs table (not the GenAI overview)
-        return mlflow.create_experiment(name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"})
-    return exp.experiment_id
+        return client.create_experiment(name, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"})
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)  # created meanwhile by another process
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
+def _study_parents(client, experiment_id: str) -> dict[str, Any]:
+    """The parent run of each study in the experiment; of duplicates (two processes racing without a
+    shared lock) always the same one: the oldest, then the smallest run id."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{KIND}` = 'study'", max_results=1000)
+    found: dict[str, Any] = {}
+    for r in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+        found.setdefault(r.data.tags.get(STUDY), r)
+    return found
+
+
+def ensure_parents(uri: str, profile: str, artifacts: Path | None, studies: Mapping[str, str],
+                   lock: Path | None = None, details: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
+    """The MLflow run id of each study's parent run, creating the missing ones (idempotent).
+
+    ``studies`` maps study name to title (params ``studies.<name>.title``); ``details`` optionally
+    maps a study to its definition, logged as the new parent's params. ``lock`` is a file that
+    serialises concurrent callers sharing a file system (e.g. ``runs/.mlflow.lock``).
+    """
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    experiment_id = setup(uri, profile, artifacts)
+    with _locked(lock):
+        found = _study_parents(client, experiment_id)
+        ids = {}
+        for name, title in studies.items():
+            if name in found:
+                ids[name] = found[name].info.run_id
+                continue
+            run = client.create_run(experiment_id, run_name=f"study:{name}",
+                                    tags={KIND: "study", STUDY: name, TITLE: title, "mlflow.note.content": f"{title}: the runs of study {name!r}"})
+            rid = run.info.run_id
+            if details and name in details:
+                client.log_batch(rid, params=[Param(k, str(v)) for k, v in flatten(details[name]).items()])
+            client.set_terminated(rid, "FINISHED")  # a container: its children carry the numbers
+            ids[name] = rid
+            log.info("MLflow: created the parent run of study %s (%s)", name, rid)
+    return ids
+
+
+def prepare(paths, params, only: Iterable[str] | None = None) -> dict[str, str]:
+    """``ensure_parents`` for the studies of ``params`` (or ``only`` these), as ``mdeaux train`` and
+    the Snakefile's ``onstart`` call it before fan-out: ``{}`` and a warning when MLflow fails."""
+    names = list(params.studies) if only is None else list(only)
+    try:
+        return ensure_parents(paths.mlflow_uri, params.profile, paths.mlflow_artifacts,
+                              {n: params.studies[n].title for n in names}, lock=paths.runs / ".mlflow.lock",
+                              details={n: params.studies[n].model_dump() for n in names})
+    except Exception as err:  # noqa: BLE001 - tracking must never stop the pipeline
+        log.warning("MLflow: could not prepare %s (%s); runs keep their results in %s/<id>/ and "
+                    "`mdeaux train` imports them later", paths.mlflow_uri, err, paths.runs)
+        return {}
+
+
+# ------------------------------------------------------------------------------------------------
 class Tracker:
-    """A thin MLflow run that degrades to a warning instead of failing the training run."""
+    """The live MLflow run of one training run; degrades to a warning instead of failing the run.
+
+    ``run_id`` continues the MLflow run a checkpoint was written for (``resumed`` tells whether that
+    worked; if that run is not in the store, a new one is started). ``parent`` (study name, title)
+    makes the run a child of that study's parent run. ``system_metrics_interval`` (seconds) turns on
+    MLflow's system metrics (CPU, memory, disk, network; GPUs with ``nvidia-ml-py``) when psutil is
+    installed; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` in the environment takes precedence.
+    """
 
     def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, parent: tuple[str, str] | None = None, lock: Path | None = None,
+                 system_metrics_interval: float | None = None):
         self.active = False
+        self.resumed = False
         self.run = None
         try:
             import mlflow
 
             self.mlflow = mlflow
+            mlflow.set_tracking_uri(uri)
             setup(uri, profile, artifacts)
             mlflow.set_experiment(experiment_name(profile))
+            tags = dict(tags)
+            if parent is not None:
+                tags[PARENT] = ensure_parents(uri, profile, artifacts, {parent[0]: parent[1]}, lock)[parent[0]]
+            system = _system_metrics(system_metrics_interval)
             if run_id:  # continue the run a checkpoint was written for
-                self.run = mlflow.start_run(run_id=run_id)
-                mlflow.set_tags(tags)
+                try:
+                    self.run = mlflow.start_run(run_id=run_id, log_system_metrics=system)
+                    self.resumed = True
+                except Exception as err:  # noqa: BLE001
+                    log.warning("MLflow: could not continue run %s (%s); starting a new one", run_id, err)
+            if self.run is None:
+                self.run = mlflow.start_run(run_name=run_name, tags={**tags, SOURCE: "live"}, log_system_metrics=system)
             else:
-                self.run = mlflow.start_run(run_name=run_name, tags=tags)
+                mlflow.set_tags(tags)
             self.active = True
         except Exception as err:  # noqa: BLE001 - tracking must never lose a run
             self._warn("start the MLflow run", err)
@@ -87,7 +263,8 @@ class Tracker:
         return self.run.info.run_id if self.active else None
 
     def _warn(self, what: str, err: Exception) -> None:
-        log.warning("MLflow: could not %s (%s); the run's results stay in runs/<id>/", what, err)
+        log.warning("MLflow: could not %s (%s); the run's results stay in runs/<id>/ and `mdeaux train` imports them",
+                    what, err)
         self.active = False
 
     def _call(self, what: str, fn: str, *args: Any, **kwargs: Any) -> None:
@@ -103,11 +280,15 @@ class Tracker:
         self._call("log params", "log_params", flat)
 
     def metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        clean = {k: float(v) for k, v in metrics.items() if _finite(v)}
         self._call("log metrics", "log_metrics", clean, step=step)
 
-    def artifact(self, path: Path) -> None:
-        self._call(f"log artifact {path.name}", "log_artifact", str(path))
+    def artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._call(f"log artifact {path.name}", "log_artifact", str(path), artifact_path)
+
+    def mark_complete(self) -> None:
+        """Tag the run complete: call after everything was logged (``import_run`` skips such runs)."""
+        self._call("tag the run complete", "set_tag", COMPLETE, "true")
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the MLflow run, also after an earlier logging error (so it is not left RUNNING)."""
@@ -117,3 +298,196 @@ class Tracker:
             self.mlflow.end_run(status=status)
         except Exception as err:  # noqa: BLE001
             self._warn("end the run", err)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _system_metrics(interval: float | None) -> bool:
+    """Set the sampling interval (unless the environment sets one); False when it cannot run."""
+    import importlib.util
+
+    if interval is None:
+        return False
+    if importlib.util.find_spec("psutil") is None:  # mlflow.start_run would raise for it
+        log.info("MLflow: no system metrics (psutil is not installed)")
+        return False
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop/"no GPU" notes per run
+    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        from mlflow.system_metrics import set_system_metrics_sampling_interval
+
+        set_system_metrics_sampling_interval(interval)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+def _is_complete(run, result: Mapping[str, Any]) -> bool:
+    if run.info.lifecycle_stage == "deleted":
+        return True  # deleted by hand: respected, not imported again
+    if run.data.tags.get(COMPLETE) == "true":
+        return True
+    finals = {f"final.{k}" for k in result.get("final", {})}
+    return run.info.status == "FINISHED" and bool(finals) and finals <= set(run.data.metrics)
+
+
+def _tracked(client, experiment_id: str, run_id: str, id_file: Path, result: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """(the complete MLflow run of this training run or None, the ids of incomplete ones)."""
+    from mlflow.exceptions import MlflowException
+
+    incomplete = []
+    if id_file.is_file():
+        known = id_file.read_text().strip()
+        try:
+            found = client.get_run(known)
+        except MlflowException as err:  # not in this store (another store, or a fresh database)
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise  # the store did not answer: nothing is decided
+            found = None
+        if found is not None:
+            if _is_complete(found, result):
+                return known, []
+            incomplete.append(known)
+    tagged = client.search_runs([experiment_id], filter_string=f"tags.run_id = '{run_id}'", max_results=1000)
+    for r in sorted(tagged, key=lambda r: r.info.start_time or 0):
+        if _is_complete(r, result):
+            return r.info.run_id, []
+        if r.info.run_id not in incomplete:
+            incomplete.append(r.info.run_id)
+    return None, incomplete
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _metrics_from_files(run_dir: Path, result: Mapping[str, Any], start_ms: int, end_ms: int) -> list:
+    """What the live tracker logs, rebuilt from the run's files: every curves.csv value at its step,
+    ``test.<m>`` at each evaluation, ``best.<m>``/``final.<m>``/``train_seconds`` at the last step.
+    Timestamps are spread over the run's wall time in proportion to the step."""
+    from mlflow.entities import Metric
+
+    total = int(result.get("iterations") or 1)
+
+    def stamp(step: int) -> int:
+        return int(start_ms + (end_ms - start_ms) * min(max(step, 0), total) / total)
+
+    out = []
+    for name, prefix in (("curves.csv", ""), ("evals.csv", "test.")):
+        for row in _read_csv(run_dir / name):
+            step = int(float(row["step"]))
+            for key, value in row.items():
+                if key != "step" and value not in ("", None) and _finite(value):
+                    out.append(Metric(f"{prefix}{key}", float(value), stamp(step), step))
+    for group in ("best", "final"):
+        for key, value in result.get(group, {}).items():
+            if _finite(value):
+                out.append(Metric(f"{group}.{key}", float(value), end_ms, total))
+    if _finite(result.get("train_seconds")):
+        out.append(Metric("train_seconds", float(result["train_seconds"]), end_ms, total))
+    return out
+
+
+def import_run(paths, run, parents: Mapping[str, str] | None = None) -> str | None:
+    """Create the MLflow run of a finished training run from ``runs/<id>/``, unless it is tracked.
+
+    ``run`` is a planned ``runs.Run`` (with ``studies``); ``parents`` maps study names to parent run
+    ids (``ensure_parents``; looked up when not given). The new run gets the params (the flattened
+    config), the per-step, test, best and final metrics, the tags of training time (``tags.json``,
+    else computed now) with ``mdeaux.source=import``, the artifacts and figures, and its parent; its
+    id is written to ``runs/<id>/mlflow_run_id``. Incomplete MLflow runs of the same training run
+    (a tracker that lost its connection) are deleted once the complete one exists. Returns the new
+    MLflow run id, or None when the run was already tracked. Holds ``runs/<id>/.lock`` (the lock
+    ``mdeaux run-one`` holds while training and logging), so it never races a live tracker.
+    """
+    from mlflow.entities import Param
+
+    run_dir = paths.run_dir(run.id)
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"{metrics_file} is missing: only finished runs are imported into MLflow")
+    uri = paths.mlflow_uri
+    client = _client(uri)
+    profile = run.config["profile"]
+    experiment_id = setup(uri, profile, paths.mlflow_artifacts)
+    id_file = run_dir / ID_FILE
+    with _locked(run_dir / ".lock"):
+        result = json.loads(metrics_file.read_text())
+        known, incomplete = _tracked(client, experiment_id, run.id, id_file, result)
+        if known is not None:
+            if not id_file.is_file() or id_file.read_text().strip() != known:
+                atomic.write_text(id_file, known + "\n")  # found by its run_id tag
+            return None
+        study = run.studies[0] if run.studies else None
+        parent = None
+        if study is not None:
+            parent = (parents or {}).get(study) or ensure_parents(uri, profile, paths.mlflow_artifacts, {study: study},
+                                                                 paths.runs / ".mlflow.lock")[study]
+        saved = run_dir / TAGS_FILE
+        tags = json.loads(saved.read_text()) if saved.is_file() else run_tags(run, paths.root)
+        tags.update({KIND: "run", SOURCE: "import", "studies": ",".join(run.studies) or tags.get("studies", "")})
+        if parent is not None:
+            tags[PARENT] = parent
+        end_ms = int(metrics_file.stat().st_mtime * 1000)
+        start_ms = end_ms - int(1000 * float(result.get("train_seconds") or 0))
+        mlrun = client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run.label)
+        rid = mlrun.info.run_id
+        try:
+            params = [Param(k, str(v)) for k, v in flatten(run.config).items()]
+            client.log_batch(rid, metrics=_metrics_from_files(run_dir, result, start_ms, end_ms), params=params)
+            for name in RUN_FILES:
+                if (run_dir / name).is_file():
+                    client.log_artifact(rid, str(run_dir / name))
+            for figure in _figures(run_dir):
+                client.log_artifact(rid, str(figure), "plots")
+            client.set_tag(rid, COMPLETE, "true")
+            client.set_terminated(rid, "FINISHED", end_time=end_ms)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.delete_run(rid)
+            raise
+        atomic.write_text(id_file, rid + "\n")
+        for stale in incomplete:
+            with contextlib.suppress(Exception):
+                client.delete_run(stale)
+                log.info("MLflow: deleted the incomplete run %s of %s (replaced by %s)", stale, run.id, rid)
+    return rid
+
+
+def _figures(run_dir: Path) -> list[Path]:
+    """The run's figures, drawn now if missing; a drawing error costs the figure, not the import."""
+    from mdeaux import visuals
+
+    try:
+        return visuals.write_figures(run_dir)
+    except Exception as err:  # noqa: BLE001
+        log.warning("could not draw the figures of %s (%s)", run_dir, err)
+        return [p for p in (run_dir / visuals.CURVES_PNG, run_dir / visuals.PREDICTIONS_PNG) if p.is_file()]
+
+
+def import_done(paths, runs: Iterable, parents: Mapping[str, str] | None = None) -> dict[str, int]:
+    """``import_run`` for every finished run of ``runs``; stops at the first MLflow error (the store is
+    likely unreachable; the next call goes on). Counts of imported, already tracked and left runs."""
+    counts = {"imported": 0, "tracked": 0, "left": 0}
+    done = [r for r in runs if (paths.run_dir(r.id) / "metrics.json").is_file()]
+    started = time.perf_counter()
+    for i, run in enumerate(done):
+        try:
+            new = import_run(paths, run, parents)
+        except Exception as err:  # noqa: BLE001 - the results stay in runs/<id>/
+            counts["left"] = len(done) - i
+            log.warning("MLflow: could not import %s (%s); %d finished run(s) not imported yet: they stay in %s/<id>/ "
+                        "and the next `mdeaux train` imports them", run.id, err, counts["left"], paths.runs)
+            break
+        counts["imported" if new else "tracked"] += 1
+        if new:
+            log.info("MLflow: imported %s (%s) from %s as %s", run.id, run.label, paths.run_dir(run.id), new)
+    if counts["imported"]:
+        log.info("MLflow: imported %d run(s) in %.1f s", counts["imported"], time.perf_counter() - started)
+    return counts

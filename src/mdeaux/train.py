@@ -50,6 +50,7 @@ from mdeaux.transforms import DepthTrainTransform, SegTrainTransform, dataset_vi
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+PREDICTIONS = "predictions.npz"
 CHECKPOINT_FORMAT = 1
 AUX_TASKS = ("mldc", "segmentation", "reconstruction", "slc")
 
@@ -450,6 +451,31 @@ def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool, aug
     return aggregate([m for _, m in per_image])
 
 
+@torch.no_grad()
+def save_predictions(path: Path, model, data: PreparedDataset, ids: list[str], spec, aug: dict, rt: Runtime,
+                     precision: str = "fp32") -> None:
+    """The model's flip-TTA predictions on ``ids`` at the GT's resolution, beside image and GT (float16,
+    compressed; keys ``ids``, ``image_<i>``, ``gt_<i>``, ``pred_<i>``): what the qualitative figures
+    (paper Fig. 1 top, App. D) are drawn from."""
+    autocast = _autocast(rt, precision)
+    model.eval()
+    arrays: dict[str, np.ndarray] = {"ids": np.array(ids)}
+    for i, sample_id in enumerate(ids):  # one key per image: test images may differ in size (SUN RGB-D)
+        sample = data.decode(sample_id)
+        image, gt = dataset_view(sample["image"], sample["depth"], kb=aug.get("kb_crop", False))
+        view = image if aug.get("resize_to") is None else dataset_view(image, None, resize_to=aug["resize_to"])[0]
+        x = torch.from_numpy(normalize(view))[None].to(rt.device)
+        pred = _predict(model, x, spec, gt.shape, autocast)
+        pred = (pred + _predict(model, x.flip(-1), spec, gt.shape, autocast).flip(-1)) / 2
+        arrays[f"image_{i}"] = image
+        arrays[f"gt_{i}"] = gt.astype(np.float16)
+        arrays[f"pred_{i}"] = pred[0, 0].cpu().numpy().astype(np.float16)
+    model.train()
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
 @dataclass
 class Best:
     values: dict[str, float]
@@ -616,9 +642,11 @@ class Trainer:
         return row
 
 
-def train_run(run: Run, paths, tracker=None, progress: bool = True, rt: Runtime | None = None) -> dict[str, Any]:
+def train_run(run: Run, paths, tracker=None, progress: bool = True, rt: Runtime | None = None,
+              predictions: int = 0) -> dict[str, Any]:
     """Train one run (resuming from its checkpoint if there is one) and write ``metrics.json``,
-    ``curves.csv`` and ``evals.csv`` into its folder. Raises Preempted after writing a checkpoint
+    ``curves.csv``, ``evals.csv`` (and the final model's predictions on the first ``predictions`` test
+    images, ``predictions.npz``) into its folder. Raises Preempted after writing a checkpoint
     when SIGTERM/SIGINT arrives, NonFiniteLoss (checkpoint untouched) on a nan/inf loss."""
     rt = rt or Runtime()
     cfg, train = run.config, run.config["train"]
@@ -702,6 +730,9 @@ def train_run(run: Run, paths, tracker=None, progress: bool = True, rt: Runtime 
     }
     if rt.main:
         out_dir = paths.run_dir(run.id)
+        if predictions:
+            save_predictions(out_dir / PREDICTIONS, model, depth_data, eval_ids[:predictions], depth_spec,
+                             cfg["augment"][depth_name], rt, train["precision"])
         write_csv(out_dir / "curves.csv", curves)
         write_csv(out_dir / "evals.csv", evals)
         atomic.write_json(out_dir / "metrics.json", result)  # written last: its presence marks the run done
