@@ -51,7 +51,7 @@ def test_profile_values_resolve_recursively():
         (lambda r: r.update(profile="big"), r"profile: 'big' is not allowed; allowed: mini, paper"),
         (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits' or 'probs'"),
         (lambda r: r["split"].update(fractions=[0.5]), r"split\.fractions: must include 1\.0"),
-        (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(60\)"),
+        (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(40\)"),
         (lambda r: r["studies"]["table3"].update(tasks=["depth"]), r"studies\.table3\.tasks\[0\]: Input should be 'baseline', 'mldc', 'segmentation', 'reconstruction' or 'slc'"),
     ],
 )

@@ -47,7 +47,7 @@ def test_decoder_lr_is_alpha_eta_and_one_minus_alpha_eta_without_warmup():
     assert lr_of(opt_depth, "head") == pytest.approx(eta_h) and lr_of(opt_aux, "head") == pytest.approx(eta_h)
 
 
-@pytest.mark.parametrize("it", [0, 5, 19, 20, 45, 59])
+@pytest.mark.parametrize("it", [0, 5, 12, 13, 30, 39])
 def test_ratio_holds_over_the_whole_duplicated_schedule(it):
     cfg, model, opt_depth, opt_aux = setup(alpha=0.9)
     schedule(opt_depth, it, cfg["train"])
@@ -228,7 +228,7 @@ def test_beta_variant_and_gamma_scale_the_decoder_lr():
     assert decoder_lrs({**base, "gamma": 0.5}) == (0.5 * eta, None)  # Fig. 5 left
 
 
-@pytest.mark.parametrize("it", [0, 10, 19, 20, 40, 59])
+@pytest.mark.parametrize("it", [0, 6, 12, 13, 25, 39])
 def test_beta_variant_lrs_follow_the_schedule(it):
     raw = copy.deepcopy(RAW)
     cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux="ade20k", seed=0, beta=0.1)
