@@ -22,7 +22,7 @@ from mdeaux.datasets.registry import get as get_spec
 TASK_TITLES = {"baseline": "DINOv2", "mldc": "Classification", "segmentation": "Segmentation", "reconstruction": "Reconstruction"}
 MINI_WARNING = (
     "> **Mini profile.** These numbers come from the synthetic mini world and a tiny, randomly "
-    "initialised frozen backbone trained for about a hundred steps. They test the pipeline end to end and "
+    "initialised frozen backbone and a decoder trained for a few dozen steps. They test the pipeline end to end and "
     "are **not comparable** with the paper's numbers shown beside them."
 )
 
