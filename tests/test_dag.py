@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from browser import check_index
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -67,7 +69,7 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     sh(["dvc", "repro"], dest, env)
     for out in ("data/mirror/nyuv2/nyu.zip", "data/mirror/ade20k/SHA256SUMS", "data/raw/nyuv2/FETCHED.json",
                 "data/prepared/ade20k/manifest.json", "reports/validation/nyuv2/index.html", "data/splits/nyuv2.json",
-                "results/train.json", "reports/table3.md", "reports/metrics.json"):
+                "results/train.json", "reports/tables/table3.md", "reports/metrics.json", "reports/figures/fig5_lr.svg"):
         assert (dest / out).is_file(), out
     train = json.loads((dest / "results/train.json").read_text())
     planned = sh([str(BIN / "mdeaux"), "runs"], dest, env).stdout
@@ -83,8 +85,13 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     assert set(metrics["table3"]["rows"]["nyuv2"]) >= {
         "baseline_abs_rel_x1e4", "mldc_abs_rel_x1e4", "segmentation_abs_rel_x1e4", "reconstruction_abs_rel_x1e4", "gain_pct"
     }  # fmt: skip
-    table = (dest / "reports/table3.md").read_text()
-    assert "NYU Depth V2" in table and "809 ± 10" in table and "not comparable" in table
+    table = (dest / "reports/tables/table3.md").read_text()
+    assert "NYUv2" in table and "809 ± 10" in table and "not comparable" in table
+    found = check_index(dest / "reports", dest / "index.png")  # every table, figure and link of the real DAG's page
+    assert len(found["images"]) == 5 and all(w > 100 for _, w, _ in found["images"])
+    assert all(status in (200, "external") for _, status, _ in found["links"]), found["links"]
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], dest, env).stdout)["data"]
+    assert {"reports/curves/loss_depth/table3.csv", "reports/curves/abs_rel/fig1_alpha.csv"} <= set(plots)
 
     status = sh(["dvc", "status"], dest, env).stdout
     assert "Data and pipelines are up to date" in status, status

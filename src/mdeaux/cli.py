@@ -340,7 +340,7 @@ def cmd_report(args) -> None:
 
     paths, params = _context()
     written = write_reports(paths, params)
-    log.info("reports written: %s", ", ".join(str(p.relative_to(paths.root)) for p in written))
+    log.info("reports: %d files written in %s; open %s first", len(written), paths.reports, paths.reports / "index.html")
 
 
 def cmd_weights(args) -> None:
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_id", help="the run id (a folder under runs/)")
     sp.add_argument("--force", action="store_true", help="train again even if metrics.json exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add("report", cmd_report, "render reports/ (Table 3 beside the paper, metrics.json for `dvc exp show`)")
+    add("report", cmd_report, "render reports/: every table and figure of the paper beside its numbers, index.html, metrics.json, curves for `dvc plots`")
     add("params", cmd_params, "print the resolved parameters of the active profile")
     sp = add("bench", cmd_bench, "time a global step against its floor (backbone fwd + decoder fwd/bwd), the loader "
              "against consumption, and peak memory; on a GPU also the backbone's bf16 images/s and share of peak")

@@ -86,6 +86,7 @@ class Model(Strict):
     backbone_seed: int = Field(ge=0)
     decoder_channels: PosInt
     min_depth: float = Field(gt=0)
+    da_output_init: Literal["default", "positive"]
 
 
 class Train(Strict):
@@ -200,6 +201,18 @@ class Runner(Strict):
     cost: Cost
 
 
+class Ours(Strict):
+    task: Literal[STUDY_TASKS]  # type: ignore[valid-type]
+    aux: str
+
+
+class Report(Strict):
+    mlflow_ui: str
+    ours: Ours
+    curve_points: PosInt
+    fig1_samples: PosInt
+
+
 class Params(Strict):
     profile: Literal["mini", "paper"]
     alpha: float = Field(ge=0.0, le=1.0)
@@ -215,6 +228,7 @@ class Params(Strict):
     aux_sets: dict[str, Annotated[list[str], NonEmpty]]
     studies: dict[str, Study]
     runner: Runner
+    report: Report
 
     @model_validator(mode="after")
     def _datasets_known(self) -> Params:

@@ -86,6 +86,9 @@ MODEL_DEFAULTS: dict = {
     "post_process_channels": None,  # None: the backbone's (DINOv2 rule embed_dim // 8, // 4, // 2, // 1)
     "readout_type": None,  # None: the backbone's default ("project" DINOv2, "ignore" Depth Anything)
     "min_depth": MIN_DEPTH,  # dinov2 min_depth=0.001
+    # Depth Anything head's last conv: "default" PyTorch init (Depth Anything's), "positive" its |W|, |b| so
+    # the final ReLU is alive at the start (heads.DepthAnythingDepthHead)
+    "da_output_init": "default",
     "aux_heads": {},  # {head name: number of output channels K}
 }
 
@@ -126,7 +129,8 @@ def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxMo
     min_depth = float(cfg["min_depth"])
     if spec.decoder == "depth_anything":
         decoder = DepthAnythingDecoder(backbone.embed_dim, post, channels=channels, readout_type=readout)
-        depth_head = DepthAnythingDepthHead(channels, min_depth=min_depth, patch_size=backbone.patch_size)
+        depth_head = DepthAnythingDepthHead(channels, min_depth=min_depth, patch_size=backbone.patch_size,
+                                            output_init=cfg["da_output_init"])
     else:
         decoder = DPTDecoder(backbone.embed_dim, post_process_channels=post, channels=channels, readout_type=readout)
         depth_head = DepthHead(channels, min_depth=min_depth)

@@ -47,6 +47,9 @@ class DepthHead(nn.Module):
         return F.relu(self.head(x)) + self.min_depth
 
 
+OUTPUT_INITS = ("default", "positive")  # DepthAnythingDepthHead: PyTorch's init, or its last conv made non-negative
+
+
 class DepthAnythingDepthHead(nn.Module):
     """h_phi for the Depth Anything decoder (paper Table 4, method.md §5.1): Depth Anything's depth output
     convs on ``path_1``, then ``+ min_depth``.
@@ -67,10 +70,13 @@ class DepthAnythingDepthHead(nn.Module):
         min_depth: float = MIN_DEPTH,
         patch_size: int = 14,  # DINOv2 ViT-L/14
         decoder_stride: int = 8,  # DepthAnythingDecoder: path_1 is 8x the patch grid
+        output_init: str = "default",
     ):
         super().__init__()
         if channels < 2:
             raise ValueError(f"DepthAnythingDepthHead needs at least 2 input channels, got {channels}")
+        if output_init not in OUTPUT_INITS:
+            raise ValueError(f"DepthAnythingDepthHead output_init must be one of {OUTPUT_INITS}, got {output_init!r}")
         self.min_depth = float(min_depth)
         self.patch_size = int(patch_size)
         self.decoder_stride = int(decoder_stride)
@@ -84,6 +90,16 @@ class DepthAnythingDepthHead(nn.Module):
             nn.ReLU(),
             nn.Identity(),
         )
+        if output_init == "positive":
+            # The last Conv1x1 sees ReLU outputs (>= 0). With PyTorch's default init its output has one
+            # sign over most of the image when the features vary little (a random decoder on a frozen
+            # backbone): about half the inits are negative everywhere, the final ReLU outputs 0 and no
+            # gradient ever flows (seen in the mini Table 4). |W| and |b| keep the default magnitudes
+            # and make the output > 0 everywhere at the start.
+            last = self.scratch.output_conv2[2]
+            with torch.no_grad():
+                last.weight.abs_()
+                last.bias.abs_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h8, w8 = x.shape[-2:]

@@ -1,0 +1,238 @@
+"""Reports: table arithmetic on hand-made runs, every table and figure from a hand-made run grid, and
+reports/index.html in headless Chromium."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from browser import check_index
+from conftest import ROOT
+from mdeaux import report, tables
+from mdeaux.params import load
+from mdeaux.paths import Paths
+from mdeaux.runs import Run, canonical, planned_configs
+
+PAPER = {"source": "test", "tasks": {"baseline": "Base", "mldc": "Cls", "segmentation": "Seg"}, "marks": 2,
+         "rows": {"nyuv2": {"baseline": [800, 10], "mldc": [700, 5], "gain_pct": 12.5}},
+         "mean_gain": {"value": 11, "rows": ["nyuv2", "kitti"], "text": "about 11%"}}
+
+
+def entry(depth: str, task: str, seed: int, abs_rel: float, study: str = "t", **best) -> dict:
+    label = f"{depth}/{task}/s{seed}"
+    return {"id": f"{depth}-{task}-{seed}", "label": label, "studies": [study],
+            "config": {"depth_dataset": depth, "task": task, "seed": seed},
+            "metrics": {"best": {"abs_rel": abs_rel, **best}}}
+
+
+def hand_table(runs, columns=("baseline", "mldc", "segmentation"), paper=PAPER):
+    return tables.build(runs, "t", "Table T", "mini", ["nyuv2", "kitti"], list(columns), paper, {"nyuv2": "NYUv2", "kitti": "KITTI"})
+
+
+# ------------------------------------------------------------------------------------------------
+# arithmetic
+def test_mean_standard_error_gain_and_distance():
+    mean, se = tables.mean_se([0.08, 0.09, 0.10])
+    assert mean == pytest.approx(0.09) and se == pytest.approx(0.01 / math.sqrt(3))
+    assert math.isnan(tables.mean_se([5.0])[1])
+    with pytest.raises(ValueError):
+        tables.mean_se([])
+    assert tables.gain_pct(800, 700) == pytest.approx(12.5)
+    assert tables.gain_pct(800, 900) == pytest.approx(-12.5)
+    assert tables.se_distance((700, 3), (696, 4)) == pytest.approx(4 / 5)
+    assert tables.se_distance((700, math.nan), (690, 5)) == pytest.approx(2.0)  # one seed: only the paper's SE
+    assert math.isnan(tables.se_distance((700, math.nan), (690, 0)))
+    assert tables.rank_marks({"a": 3.0, "b": 1.0, "c": 2.0}, 2) == {"b": "bold", "c": "italic"}
+    assert tables.rank_marks({"a": 3.0, "b": 1.0, "c": 2.0}, 1) == {"b": "bold"}
+
+
+def test_table_cells_marks_gain_and_paper_distance():
+    runs = [entry("nyuv2", "baseline", s, v) for s, v in enumerate((0.0800, 0.0820))]
+    runs += [entry("nyuv2", "mldc", s, v) for s, v in enumerate((0.0700, 0.0710))]
+    runs += [entry("nyuv2", "segmentation", s, v) for s, v in enumerate((0.0750, 0.0760))]
+    runs += [entry("kitti", "baseline", 0, 0.0600), entry("kitti", "mldc", 0, 0.0650), entry("kitti", "segmentation", 0, 0.0620)]
+    runs += [entry("nyuv2", "mldc", 0, 0.5, study="other")]  # another study's run is not in the table
+    t = hand_table(runs)
+    assert t.stats("nyuv2", "baseline") == pytest.approx((810.0, 10.0))
+    assert t.stats("nyuv2", "mldc") == pytest.approx((705.0, 5.0))
+    assert t.marks("nyuv2") == {"mldc": "bold", "segmentation": "italic"}
+    assert t.marks("kitti") == {"baseline": "bold", "segmentation": "italic"}
+    assert t.best_aux("kitti") == "segmentation"
+    assert t.gain("nyuv2") == pytest.approx((810 - 705) / 810 * 100)
+    assert t.gain("kitti") == pytest.approx((600 - 620) / 600 * 100)
+    mean, rows = t.mean_gain()
+    assert rows == ["nyuv2", "kitti"] and mean == pytest.approx((t.gain("nyuv2") + t.gain("kitti")) / 2)
+
+    md = t.to_markdown()
+    nyu = next(line for line in md.splitlines() if line.startswith("| NYUv2"))
+    cells = [c.strip() for c in nyu.strip("|").split("|")]
+    # dataset | base ours | base paper | cls ours | cls paper | seg ours | seg paper | gain ours | gain paper
+    assert cells[1] == "810 ± 10" and cells[3] == "**705 ± 5**" and cells[5] == "*755 ± 5*"
+    assert cells[2] == f"800 ± 10 (+{10 / math.hypot(10, 10):.1f} SE)"
+    assert cells[4] == f"700 ± 5 (+{5 / math.hypot(5, 5):.1f} SE)" and cells[6] == "–"
+    assert cells[7] == "13.0" and cells[8] == "12.5"
+    kitti = next(line for line in md.splitlines() if line.startswith("| KITTI"))
+    assert "**600**" in kitti and "*620*" in kitti and "| -3.3 |" in kitti  # one seed: no ± part
+
+    m = t.metrics()
+    assert m["rows"]["nyuv2"]["mldc_abs_rel_x1e4"] == 705.0 and m["rows"]["nyuv2"]["mldc_se_x1e4"] == 5.0
+    assert m["rows"]["nyuv2"]["mldc_seeds"] == 2 and m["rows"]["kitti"]["mldc_se_x1e4"] is None
+    assert m["rows"]["nyuv2"]["baseline_vs_paper_se"] == pytest.approx(0.71)
+    assert m["rows"]["nyuv2"]["gain_pct"] == pytest.approx(12.96) and m["paper_mean_gain_pct"] == 11
+
+    tex = t.to_latex()
+    assert r"\textbf{705 $\pm$ 5}" in tex and r"\textit{755 $\pm$ 5}" in tex and r"Gain \% (ours)" in tex
+    assert "±" not in tex and "–" not in tex
+
+
+def test_one_bold_mark_only_where_the_paper_marks_one():
+    runs = [entry("nyuv2", t, 0, v) for t, v in (("baseline", 0.08), ("mldc", 0.07), ("segmentation", 0.075))]
+    t = hand_table(runs, paper=dict(PAPER, marks=1))
+    assert t.marks("nyuv2") == {"mldc": "bold"}
+    assert "*750*" not in t.to_markdown()
+
+
+def test_companion_table_has_every_metric_in_its_units():
+    best = {m: 0.5 for m in tables.METRICS if m != "abs_rel"}
+    runs = [entry("nyuv2", "baseline", s, v, **best) for s, v in enumerate((0.08, 0.10))]
+    text = tables.MetricsTable(hand_table(runs, columns=("baseline",))).to_markdown()
+    row = next(line for line in text.splitlines() if line.startswith("| NYUv2"))
+    assert "| 2 |" in row and "0.09 ± 0.01" in row and "7" not in row.split("|")[4]  # AbsRel raw, not x 1e4
+
+
+def test_two_runs_of_one_seed_in_a_cell_are_refused():
+    runs = [entry("nyuv2", "mldc", 0, 0.07), dict(entry("nyuv2", "mldc", 0, 0.08), id="other", label="nyuv2/mldc/a0.8/s0")]
+    with pytest.raises(ValueError, match=r"both nyuv2/mldc seed 0.*single alpha"):
+        hand_table(runs)
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole report from a hand-made grid of every mini study
+def fake_value(config: dict) -> float:
+    """A deterministic AbsRel per configuration: auxiliary tasks better than the baseline, seeds apart."""
+    rng = np.random.default_rng(int.from_bytes(canonical(config).encode()[-8:], "little") % 2**32)
+    return 0.10 - (0.01 if config["task"] != "baseline" else 0.0) + 0.002 * rng.standard_normal()
+
+
+def write_run(run_dir: Path, value: float, size=(60, 80)) -> None:
+    run_dir.mkdir(parents=True)
+    steps = np.arange(1, 41)
+    (run_dir / "curves.csv").write_text("step,loss_depth\n" + "".join(f"{s},{2 / s:.5f}\n" for s in steps))
+    (run_dir / "evals.csv").write_text(f"step,abs_rel\n20,{value * 1.2}\n40,{value}\n")
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1, 5, size).astype(np.float16)
+    pred = (gt * (1 + value * rng.standard_normal(size))).astype(np.float16)
+    arrays = {"ids": np.array(["a", "b"])}
+    for i in range(2):
+        arrays |= {f"image_{i}": rng.integers(0, 255, (*size, 3), dtype=np.uint8), f"gt_{i}": gt, f"pred_{i}": pred}
+    np.savez(run_dir / "predictions.npz", **arrays)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    shutil.copy2(ROOT / "params.yaml", root / "params.yaml")
+    params = load(root / "params.yaml")
+    runs: dict[str, dict] = {}
+    for config, study in planned_configs(params):
+        key = canonical(config)
+        if key not in runs:
+            run = Run(f"{len(runs):016x}", config, {}, "")
+            value = fake_value(config)
+            runs[key] = {"id": run.id, "label": run.label, "config": config, "studies": [],
+                         "metrics": {"best": {m: value for m in tables.METRICS}}}
+            write_run(root / "runs" / run.id, value)
+        runs[key]["studies"].append(study)
+    (root / "results").mkdir()
+    (root / "results" / "train.json").write_text(json.dumps({"runs": list(runs.values())}))
+    (root / "reports" / "validation" / "nyuv2").mkdir(parents=True)
+    (root / "reports" / "validation" / "nyuv2" / "index.html").write_text("<html><body>validation</body></html>")
+    paths = Paths(root)
+    written = report.write_reports(paths, params)
+    return {"root": root, "paths": paths, "params": params, "runs": list(runs.values()), "written": written}
+
+
+def test_every_table_and_figure_is_written(project):
+    reports = project["root"] / "reports"
+    for key in report.TABLE_STUDIES:
+        for suffix in (".md", ".tex", "_metrics.md", "_metrics.tex"):
+            text = (reports / "tables" / f"{key}{suffix}").read_text()
+            assert "not comparable" in text, (key, suffix)
+    for name in ("fig1_alpha", "fig1_top", "fig3_aux", "fig4_fraction", "fig5_lr"):
+        assert (reports / "figures" / f"{name}.png").stat().st_size > 10_000
+        assert "<svg" in (reports / "figures" / f"{name}.svg").read_text()[:1000]
+    for study in project["params"].studies:
+        for column in report.CURVES:
+            lines = (reports / "curves" / column / f"{study}.csv").read_text().splitlines()
+            assert lines[0] == f"run,step,{column}" and len(lines) > 1
+    table3 = (reports / "tables" / "table3.md").read_text()
+    assert "809 ± 10" in table3 and "NYUv2" in table3 and "In MIX6" in table3
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["profile"] == "mini" and set(metrics) >= {"table3", "table4", "appc1_slc", "appc2_single_aux"}
+    assert metrics["table3"]["rows"]["nyuv2"]["gain_pct"] > 0 and metrics["table3"]["paper_mean_gain_pct"] == 11
+
+
+def test_curves_are_thinned_to_the_configured_points(project):
+    paths, params = project["paths"], project["params"]
+    run = project["runs"][0]
+    table = report.curves_table(paths, [run], "loss_depth", 10)
+    assert len(table) == 10 and table["step"].iloc[0] == pytest.approx(2.5)  # mean of steps 1..4
+    assert len(report.curves_table(paths, [run], "loss_depth", params.report.curve_points)) == 40
+
+
+def test_fig1_top_needs_the_predictions(project, tmp_path):
+    paths = Paths(tmp_path)
+    with pytest.raises(FileNotFoundError, match="runner.save_predictions"):
+        report._predictions(paths, "0123456789abcdef", 2)
+
+
+def test_index_opens_in_chromium_with_every_image_and_link(project, tmp_path):
+    reports = project["root"] / "reports"
+    page = (reports / "index.html").read_text()
+    assert "not comparable with the paper" in page and "<b>mini</b> profile" in page
+    shot = tmp_path / "index.png"
+    found = check_index(reports, shot)
+    assert found["title"] == "mdeaux reports (mini profile)"
+    assert found["tables"] >= len(report.TABLE_STUDIES) + 1
+    assert len(found["images"]) == 5 and all(w > 100 and h > 100 for _, w, h in found["images"]), found["images"]
+    local = [link for link in found["links"] if link[1] != "external"]
+    assert {"tables/table3.md", "tables/table4.tex", "figures/fig1_top.svg", "validation/nyuv2/index.html",
+            "curves/abs_rel/fig4_fraction.csv"} <= {href for href, _, _ in local}
+    assert all(status == 200 and size > 0 for _, status, size in local), [x for x in local if x[1] != 200]
+    print(f"screenshot: {shot}")
+
+
+def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from mdeaux.tracking import ID_FILE, experiment_name
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment(experiment_name("mini"))
+    run = project["runs"][0]
+    mlrun = client.create_run(exp)
+    (project["paths"].run_dir(run["id"]) / ID_FILE).write_text(mlrun.info.run_id)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    link, note = report.mlflow_links(Paths(project["root"]), project["params"], project["runs"])
+    assert link(run) == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{mlrun.info.run_id}"
+    assert link(project["runs"][1]) is None and "make ui" in note
+    assert f'href="{link(run)}"' in tables.seed_links([run, project["runs"][1]], link)
+    (project["paths"].run_dir(run["id"]) / ID_FILE).unlink()
+
+
+def test_paper_values_cover_the_studies():
+    values = report.paper_values()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(report.TABLE_STUDIES) <= set(values) and set(report.TABLE_STUDIES) <= set(params["studies"])
+    t3 = values["table3"]["rows"]
+    assert t3["nyuv2"]["mldc"] == [696, 3] and t3["diode_outdoor"]["reconstruction"] == [4530, 91]
+    gains = [t3[r]["gain_pct"] for r in values["table3"]["mean_gain"]["rows"]]
+    assert sum(gains) / len(gains) == pytest.approx(10.75)  # "an average of ~11%" (§4.1)
+    t4 = [values["table4"]["rows"][r]["gain_pct"] for r in values["table4"]["mean_gain"]["rows"]]
+    assert sum(t4) / len(t4) == pytest.approx(2.48, abs=0.01)  # "an average 2.5%" (§5.2)
