@@ -46,11 +46,19 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
 
+def find_chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def required() -> bool:
+    """Whether the browser checks must run here: Chromium is installed, or MDEAUX_REQUIRE_BROWSER=1 (CI)."""
+    return find_chromium() is not None or os.environ.get("MDEAUX_REQUIRE_BROWSER") == "1"
+
+
 def chromium() -> str:
     """The Chromium binary; skips the test where none is installed, unless MDEAUX_REQUIRE_BROWSER=1 (CI)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
+    if found := find_chromium():
+        return found
     message = "headless Chromium not found (Debian: apt-get install chromium); .ci/run installs it"
     if os.environ.get("MDEAUX_REQUIRE_BROWSER") == "1":
         pytest.fail(message)

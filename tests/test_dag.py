@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from browser import check_index
+import browser
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -87,9 +87,10 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     }  # fmt: skip
     table = (dest / "reports/tables/table3.md").read_text()
     assert "NYUv2" in table and "809 ± 10" in table and "not comparable" in table
-    found = check_index(dest / "reports", dest / "index.png")  # every table, figure and link of the real DAG's page
-    assert len(found["images"]) == 5 and all(w > 100 for _, w, _ in found["images"])
-    assert all(status in (200, "external") for _, status, _ in found["links"]), found["links"]
+    if browser.required():  # every table, figure and link of the real DAG's page (tests/test_report.py also)
+        found = browser.check_index(dest / "reports", dest.parent / "index.png")
+        assert len(found["images"]) == 5 and all(w > 100 for _, w, _ in found["images"])
+        assert all(status in (200, "external") for _, status, _ in found["links"]), found["links"]
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], dest, env).stdout)["data"]
     assert {"reports/curves/loss_depth/table3.csv", "reports/curves/abs_rel/fig1_alpha.csv"} <= set(plots)
 

@@ -12,7 +12,7 @@ import yaml
 
 from browser import check_index
 from conftest import ROOT
-from mdeaux import report, tables
+from mdeaux import figures, report, tables
 from mdeaux.params import load
 from mdeaux.paths import Paths
 from mdeaux.runs import Run, canonical, planned_configs
@@ -101,7 +101,8 @@ def test_companion_table_has_every_metric_in_its_units():
     runs = [entry("nyuv2", "baseline", s, v, **best) for s, v in enumerate((0.08, 0.10))]
     text = tables.MetricsTable(hand_table(runs, columns=("baseline",))).to_markdown()
     row = next(line for line in text.splitlines() if line.startswith("| NYUv2"))
-    assert "| 2 |" in row and "0.09 ± 0.01" in row and "7" not in row.split("|")[4]  # AbsRel raw, not x 1e4
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "2" and cells[3] == "0.5 ± 0" and cells[6] == "0.09 ± 0.01"  # AbsRel raw, not x 1e4
 
 
 def test_two_runs_of_one_seed_in_a_cell_are_refused():
@@ -153,7 +154,8 @@ def project(tmp_path_factory):
     (root / "reports" / "validation" / "nyuv2" / "index.html").write_text("<html><body>validation</body></html>")
     paths = Paths(root)
     written = report.write_reports(paths, params)
-    return {"root": root, "paths": paths, "params": params, "runs": list(runs.values()), "written": written}
+    figs = report.build_figures(paths, params, list(runs.values()), report.paper_values(), report.MINI_WARNING)
+    return {"root": root, "paths": paths, "params": params, "runs": list(runs.values()), "written": written, "figs": figs}
 
 
 def test_every_table_and_figure_is_written(project):
@@ -165,6 +167,11 @@ def test_every_table_and_figure_is_written(project):
     for name in ("fig1_alpha", "fig1_top", "fig3_aux", "fig4_fraction", "fig5_lr"):
         assert (reports / "figures" / f"{name}.png").stat().st_size > 10_000
         assert "<svg" in (reports / "figures" / f"{name}.svg").read_text()[:1000]
+        fig, caption = project["figs"][name]
+        assert "not comparable" in fig.get_supxlabel() and "Paper:" in caption, name
+    # the same figure gives the same bytes (reports are kept in git)
+    again = figures.save(project["figs"]["fig3_aux"][0], project["root"] / "again")
+    assert again[1].read_bytes() == figures.save(project["figs"]["fig3_aux"][0], project["root"] / "again2")[1].read_bytes()
     for study in project["params"].studies:
         for column in report.CURVES:
             lines = (reports / "curves" / column / f"{study}.csv").read_text().splitlines()
@@ -184,10 +191,21 @@ def test_curves_are_thinned_to_the_configured_points(project):
     assert len(report.curves_table(paths, [run], "loss_depth", params.report.curve_points)) == 40
 
 
-def test_fig1_top_needs_the_predictions(project, tmp_path):
-    paths = Paths(tmp_path)
-    with pytest.raises(FileNotFoundError, match="runner.save_predictions"):
-        report._predictions(paths, "0123456789abcdef", 2)
+def test_a_failing_report_leaves_the_previous_one_whole(project):
+    """Fig. 1 (top) needs the runs' predictions: without them the report stops with what to do, and
+    the reports of the last successful run stay complete (nothing is deleted before all is computed)."""
+    root, paths, params = project["root"], project["paths"], project["params"]
+    before = {p: p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()}
+    moved = [p for p in (root / "runs").glob("*/predictions.npz")]
+    for p in moved:
+        p.rename(p.with_suffix(".bak"))
+    try:
+        with pytest.raises(FileNotFoundError, match="runner.save_predictions"):
+            report.write_reports(paths, params)
+    finally:
+        for p in moved:
+            p.with_suffix(".bak").rename(p)
+    assert {p: p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()} == before
 
 
 def test_index_opens_in_chromium_with_every_image_and_link(project, tmp_path):
@@ -219,11 +237,13 @@ def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
     mlrun = client.create_run(exp)
     (project["paths"].run_dir(run["id"]) / ID_FILE).write_text(mlrun.info.run_id)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    link, note = report.mlflow_links(Paths(project["root"]), project["params"], project["runs"])
+    try:
+        link, note = report.mlflow_links(Paths(project["root"]), project["params"], project["runs"])
+    finally:
+        (project["paths"].run_dir(run["id"]) / ID_FILE).unlink()
     assert link(run) == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{mlrun.info.run_id}"
     assert link(project["runs"][1]) is None and "make ui" in note
     assert f'href="{link(run)}"' in tables.seed_links([run, project["runs"][1]], link)
-    (project["paths"].run_dir(run["id"]) / ID_FILE).unlink()
 
 
 def test_paper_values_cover_the_studies():

@@ -7,7 +7,7 @@
 - Fig. 3: AbsRel per auxiliary dataset and task (mean and standard error), the baseline as a band.
 - Fig. 4: AbsRel against the training fraction, baseline (red circles) and ours (blue squares).
 - Fig. 5: the baseline with its LR scaled by gamma (left), the beta variant (right); dashed: the
-  baseline (gamma = 1), dash-dotted: ours with alpha (paper Fig. 5).
+  baseline (gamma = 1), dash-dotted: ours with alpha (paper Fig. 5), shaded: their standard errors.
 
 Every number is the best test AbsRel reached during training (paper Eq. 1), x 10^4; error bars are
 standard errors over seeds (seaborn ``errorbar="se"``). Where the axes of a figure come from a study,
@@ -73,15 +73,17 @@ def _axes(fig: Figure, n: int, share_y: bool = False):
         return np.atleast_1d(fig.subplots(1, n, sharey=share_y, squeeze=False)[0])
 
 
-def _band(ax, values: Sequence[float], label: str, color: str, style: str = "-") -> None:
-    """A horizontal line at the mean and dashed lines at mean ± standard error."""
+def _band(ax, values: Sequence[float], label: str, color: str, style: str = "-", se_lines: bool = True) -> None:
+    """A horizontal line at the mean; the standard error as dashed lines (Fig. 1) or a shaded band."""
     if len(values) == 0:
         return
     mean, se = mean_se(list(values))
     ax.axhline(mean, color=color, ls=style, lw=1.4, label=f"{label} ({len(values)} seed{'s' * (len(values) > 1)})")
-    if se == se:
+    if se == se and se_lines:
         for y in (mean - se, mean + se):
             ax.axhline(y, color=color, ls="--", lw=0.8, alpha=0.8)
+    elif se == se:
+        ax.axhspan(mean - se, mean + se, color=color, alpha=0.12, lw=0)
 
 
 def _finish(fig: Figure, title: str, warning: str) -> Figure:
@@ -120,13 +122,17 @@ def _lineplot(ax, data: pd.DataFrame, x: str, tasks: Sequence[str]) -> None:
 LOG_AXES = ("fraction", "gamma", "beta")
 
 
-def fig1_alpha(df: pd.DataFrame, study: str, names: Mapping[str, str], warning: str = "") -> Figure:
-    """AbsRel against alpha per auxiliary task; the baseline as mean (solid) and ± SE (dashed)."""
+def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], warning: str = "") -> Figure:
+    """AbsRel against alpha per auxiliary task; the baseline (every seed of its configuration, whichever
+    study planned it) as mean (solid) and ± SE (dashed)."""
     d = in_study(df, study)
     fig = Figure(figsize=(7, 4.6), layout="constrained")
     ax = _axes(fig, 1)[0]
     tasks = [t for t in dict.fromkeys(d["task"]) if t != "baseline"]
-    _band(ax, d.loc[d["task"] == "baseline", "abs_rel"].tolist(), "DINOv2 baseline", "black")
+    base = d[d["task"] == "baseline"]
+    if not base.empty:
+        base = reference(df, base["depth"].iloc[0], base["model"].iloc[0], ours)["baseline"]
+    _band(ax, base["abs_rel"].tolist(), "DINOv2 baseline", "black")
     _lineplot(ax, d[d["task"] != "baseline"], "alpha", tasks)
     ax.set(xlabel="α (task focusing parameter)", ylabel=Y_LABEL)
     ax.legend(fontsize=8)
@@ -146,9 +152,6 @@ def fig1_top(base: Sequence[Sample], ours: Sequence[Sample], spec=None, title: s
             raise ValueError(f"fig1_top: sample {b.name} {b.gt.shape} of the baseline and {o.name} {o.gt.shape} of ours "
                              "differ; both runs must save predictions of the same test images")
     diffs = [abs_rel_map(b.gt, b.pred, spec) - abs_rel_map(o.gt, o.pred, spec) for b, o in zip(base, ours)]
-    finite = np.concatenate([d[np.isfinite(d)] for d in diffs])
-    lim = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
-    lim = lim if lim > 0 else 1.0
     cmap = mpl.colormaps["RdYlGn"].with_extremes(bad="black")
     depth_cmap = mpl.colormaps["magma_r"].with_extremes(bad="black")
     fig = Figure(figsize=(12, 3.2 * len(base) + 0.7), layout="constrained")
@@ -160,6 +163,10 @@ def fig1_top(base: Sequence[Sample], ours: Sequence[Sample], spec=None, title: s
         im = row[1].imshow(np.where(valid, b.gt, np.nan), cmap=depth_cmap)
         row[1].set_title("ground truth (m)", fontsize=9)
         fig.colorbar(im, ax=row[1], shrink=0.8)
+        # each row on its own symmetric scale ("rows should be considered independently", paper §6)
+        finite = np.abs(diff[np.isfinite(diff)])
+        lim = float(np.percentile(finite, 98)) if finite.size else 1.0
+        lim = lim if lim > 0 else 1.0
         im = row[2].imshow(diff, cmap=cmap, vmin=-lim, vmax=lim)
         share = float(np.mean(diff[np.isfinite(diff)] > 0)) if np.isfinite(diff).any() else float("nan")
         row[2].set_title(f"err baseline − err ours (green: ours better on {share:.0%} of pixels)", fontsize=9)
@@ -216,8 +223,9 @@ def fig5(df: pd.DataFrame, gamma_study: str, beta_study: str, ours: Mapping, nam
             ax.text(0.5, 0.5, f"no runs of study {study}", ha="center", va="center", transform=ax.transAxes)
             continue
         ref = reference(df, sweep["depth"].iloc[0], sweep["model"].iloc[0], ours)
-        _band(ax, ref["baseline"]["abs_rel"].tolist(), "baseline, γ = 1", "black", "--")
-        _band(ax, ref["ours"]["abs_rel"].tolist(), f"ours, α = {ours['alpha']:g}", TASK_COLORS.get(ours["task"], "blue"), "-.")
+        _band(ax, ref["baseline"]["abs_rel"].tolist(), "baseline, γ = 1", "black", "--", se_lines=False)
+        _band(ax, ref["ours"]["abs_rel"].tolist(), f"ours, α = {ours['alpha']:g}", TASK_COLORS.get(ours["task"], "blue"), "-.",
+              se_lines=False)
         _lineplot(ax, sweep, axis, [task])
         ax.set(title=f"{names.get(sweep['depth'].iloc[0], sweep['depth'].iloc[0])}: {'Baseline, γ' if axis == 'gamma' else 'Proposed, β'}",
                xlabel=xlabel, ylabel=Y_LABEL)
@@ -226,11 +234,14 @@ def fig5(df: pd.DataFrame, gamma_study: str, beta_study: str, ours: Mapping, nam
 
 
 def save(fig: Figure, base: Path) -> list[Path]:
-    """``base``.png and ``base``.svg, each written atomically."""
+    """``base``.png and ``base``.svg, each written atomically; the same figure gives the same bytes (no
+    date in the metadata, fixed SVG ids), so reports kept in git change only when a number does."""
+    import matplotlib as mpl
+
     out = []
     for fmt in ("png", "svg"):
         target = base.with_suffix(f".{fmt}")
-        with atomic.atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=DPI)
+        with atomic.atomic_path(target) as tmp, mpl.rc_context({"svg.hashsalt": "mdeaux"}):
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
         out.append(target)
     return out

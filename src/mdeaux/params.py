@@ -202,8 +202,8 @@ class Runner(Strict):
 
 
 class Ours(Strict):
-    task: Literal[STUDY_TASKS]  # type: ignore[valid-type]
-    aux: str
+    task: Literal[TASKS]  # type: ignore[valid-type]
+    aux: str  # a name in aux_sets or one segmentation dataset (checked in Params)
 
 
 class Report(Strict):
@@ -260,6 +260,8 @@ class Params(Strict):
                     Model(**{**self.model.model_dump(), **study.model})
                 except ValidationError as err:
                     raise ValueError(f"studies.{sname}.model: {err.errors()[0]['loc']}: {err.errors()[0]['msg']}") from None
+        for name in self.aux_sets.get(self.report.ours.aux, [self.report.ours.aux]):
+            _known(f"report.ours.aux ({self.report.ours.aux})", name, task="segmentation")
         for name, members in self.aux_sets.items():
             if name in REGISTRY:
                 raise ValueError(f"aux_sets.{name}: the name of a set must not be a dataset name")

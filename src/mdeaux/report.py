@@ -80,7 +80,7 @@ def mlflow_links(paths, params, runs: list[dict]) -> tuple[Callable[[dict], str 
         rid = ids.get(run["id"])
         return f"{ui}/#/experiments/{exp.experiment_id}/runs/{rid}" if rid else None
 
-    serve = "" if is_server(uri) else " (start it with `make ui`)"
+    serve = "" if is_server(uri) else " (start it with: make ui)"
     return link, f"Each seed's superscript links its run in the MLflow UI at {ui}{serve}."
 
 
@@ -95,8 +95,8 @@ def build_tables(params, runs: list[dict], paper: dict, warning: str) -> list[ta
         study = params.studies[key]
         aux = ", ".join(names.get(a, a) + (f" ({' + '.join(names.get(d, d) for d in params.aux_sets[a])})"
                                            if a in params.aux_sets else "") for a in study.aux)
-        backbone = study.model.get("backbone", params.model.backbone)
-        note = f"Ours: auxiliary {aux or 'none'}, backbone {backbone}."
+        backbones = sorted({r["config"]["model"]["backbone"] for r in runs if key in r["studies"]})
+        note = f"Ours: auxiliary {aux or 'none'}, backbone {', '.join(backbones) or '–'}."
         out.append(tables.build(runs, key, study.title, params.profile, list(study.depth), list(study.tasks),
                                 paper.get(key, {}), names, note, warning))
     return out
@@ -133,7 +133,7 @@ def build_figures(paths, params, runs: list[dict], paper: dict, warning: str) ->
     ours_text = f"{names.get(ours['aux'], ours['aux'])} {ours['task'].upper()}, α = {params.alpha:g}"
     out: dict[str, tuple[Any, str]] = {}
     if "fig1_alpha" in studies:
-        out["fig1_alpha"] = (figures.fig1_alpha(df, "fig1_alpha", names, warning),
+        out["fig1_alpha"] = (figures.fig1_alpha(df, "fig1_alpha", ours, names, warning),
                              f"AbsRel against α (study fig1_alpha). Paper: {claims['fig1_alpha']}")
         d = figures.in_study(df, "fig1_alpha")
         base = d[d["task"] == "baseline"].sort_values("seed")
@@ -184,16 +184,11 @@ def curves_table(paths, runs: list[dict], column: str, points: int) -> pd.DataFr
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "step", column])
 
 
-def write_curves(paths, params, runs: list[dict], folder: Path) -> list[Path]:
-    written = []
-    for column in CURVES:
-        for study in params.studies:
-            members = [r for r in runs if study in r["studies"]]
-            table = curves_table(paths, members, column, params.report.curve_points)
-            target = folder / column / f"{study}.csv"
-            atomic.write_text(target, table.to_csv(index=False, float_format="%.6g"))
-            written.append(target)
-    return written
+def build_curves(paths, params, runs: list[dict]) -> dict[str, str]:
+    """{"<column>/<study>.csv": CSV text} of every study's training curves."""
+    return {f"{column}/{study}.csv": curves_table(paths, [r for r in runs if study in r["studies"]], column,
+                                                   params.report.curve_points).to_csv(index=False, float_format="%.6g")
+            for column in CURVES for study in params.studies}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,19 +265,23 @@ def write_reports(paths, params) -> list[Path]:
     reports = paths.reports
     written: list[Path] = []
 
+    # everything is computed first: an error (a missing file, no run pair) leaves the old reports whole
     built = build_tables(params, runs, paper, warning)
-    for sub in ("tables", "figures", "curves"):  # outputs of this stage only: nothing stale survives
-        shutil.rmtree(reports / sub, ignore_errors=True)
-    written += write_tables(reports / "tables", built)
     figs = build_figures(paths, params, runs, paper, warning)
-    for name, (fig, _) in figs.items():
-        written += figures.save(fig, reports / "figures" / name)
-    written += write_curves(paths, params, runs, reports / "curves")
-
+    curves = build_curves(paths, params, runs)
     link, link_note = mlflow_links(paths, params, runs)
     validation = sorted(p.parent.name for p in (reports / "validation").glob("*/index.html"))
     page = index_html(params, built, {k: v[1] for k, v in figs.items()}, link, link_note, runs, validation, warning)
+
+    for sub in ("tables", "figures", "curves"):  # outputs of this stage only: nothing stale survives
+        if (reports / sub).exists():
+            shutil.rmtree(reports / sub)
+    written += write_tables(reports / "tables", built)
+    for name, (fig, _) in figs.items():
+        written += figures.save(fig, reports / "figures" / name)
+    for rel, text in curves.items():
+        atomic.write_text(reports / "curves" / rel, text)
+        written.append(reports / "curves" / rel)
     atomic.write_text(reports / "index.html", page)
-    metrics = {"profile": params.profile, **{t.key: t.metrics() for t in built}}
-    atomic.write_json(reports / "metrics.json", metrics)
+    atomic.write_json(reports / "metrics.json", {"profile": params.profile, **{t.key: t.metrics() for t in built}})
     return written + [reports / "index.html", reports / "metrics.json"]
