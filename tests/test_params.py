@@ -51,7 +51,7 @@ def test_profile_values_resolve_recursively():
         (lambda r: r.update(profile="big"), r"profile: 'big' is not allowed; allowed: mini, paper"),
         (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits' or 'probs'"),
         (lambda r: r["split"].update(fractions=[0.5]), r"split\.fractions: must include 1\.0"),
-        (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(40\)"),
+        (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(36\)"),
         (lambda r: r["report"]["ours"].update(aux="mix7"), r"report\.ours\.aux \(mix7\): unknown dataset 'mix7'"),
         (lambda r: r["report"]["ours"].update(task="baseline"), r"report\.ours\.task: Input should be 'mldc'"),
         (lambda r: r["studies"]["table3"].update(tasks=["depth"]), r"studies\.table3\.tasks\[0\]: Input should be 'baseline', 'mldc', 'segmentation', 'reconstruction' or 'slc'"),
