@@ -47,9 +47,15 @@ def test_decoder_lr_is_alpha_eta_and_one_minus_alpha_eta_without_warmup():
     assert lr_of(opt_depth, "head") == pytest.approx(eta_h) and lr_of(opt_aux, "head") == pytest.approx(eta_h)
 
 
-@pytest.mark.parametrize("it", [0, 5, 12, 13, 30, 39])
-def test_ratio_holds_over_the_whole_duplicated_schedule(it):
+# points of the schedule: start, mid warm-up, last warm-up step, first after it, cosine middle, last step
+POINTS = {"start": lambda w, n: 0, "warmup": lambda w, n: w // 2, "last_warmup": lambda w, n: w - 1,
+          "after_warmup": lambda w, n: w, "cosine": lambda w, n: (w + n) // 2, "last": lambda w, n: n - 1}
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_ratio_holds_over_the_whole_duplicated_schedule(point):
     cfg, model, opt_depth, opt_aux = setup(alpha=0.9)
+    it = POINTS[point](cfg["train"]["warmup_iters"], cfg["train"]["iterations"])
     schedule(opt_depth, it, cfg["train"])
     schedule(opt_aux, it, cfg["train"])
     t = cfg["train"]
@@ -228,11 +234,12 @@ def test_beta_variant_and_gamma_scale_the_decoder_lr():
     assert decoder_lrs({**base, "gamma": 0.5}) == (0.5 * eta, None)  # Fig. 5 left
 
 
-@pytest.mark.parametrize("it", [0, 6, 12, 13, 25, 39])
-def test_beta_variant_lrs_follow_the_schedule(it):
+@pytest.mark.parametrize("point", POINTS)
+def test_beta_variant_lrs_follow_the_schedule(point):
     raw = copy.deepcopy(RAW)
     cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux="ade20k", seed=0, beta=0.1)
     assert cfg["alpha"] is None and cfg["beta"] == 0.1
+    it = POINTS[point](cfg["train"]["warmup_iters"], cfg["train"]["iterations"])
     torch.manual_seed(0)
     model = build_model(dict(cfg["model"], aux_heads={"ade20k": 150}))
     opt_depth, opt_aux = build_optimizers(model, cfg)
