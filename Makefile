@@ -30,6 +30,10 @@ repro: install ## run the whole DAG (dvc repro): synthetic world -> reports/ in 
 	@mkdir -p data/manual  # tracked by data.dvc; git cannot hold an empty folder
 	dvc repro
 
+smoke: install ## the whole DAG on the smoke world (pipeline/smoke.yaml: 11 runs of 4 steps) as a DVC experiment
+	@mkdir -p data/manual  # tracked by data.dvc; git cannot hold an empty folder
+	mdeaux smoke
+
 test: install ## run the test suite
 	$(BIN)/python -m pytest
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mdeaux.params import load_overlay, overlay
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -28,22 +30,29 @@ def mdeaux(args, cwd, env=None, check=True, timeout=600):
     return out
 
 
+def smoke_params(changes: dict | None = None) -> dict:
+    """params.yaml with the smoke world (pipeline/smoke.yaml, as `make smoke` runs it) and a test's own changes."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return overlay(overlay(raw, load_overlay(ROOT / "pipeline" / "smoke.yaml")), changes or {})
+
+
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> Path:
-    """A project folder whose NYUv2 and ADE20K are synthesised, fetched, prepared and split; training is
-    12 iterations with a checkpoint every 3 and an evaluation every 6."""
+    """A project folder whose NYUv2 and ADE20K are synthesised, fetched, prepared and split (the smoke
+    world's samples); Table 3 on NYUv2 with ADE20K, 12 iterations with a checkpoint every 3 and an
+    evaluation every 6."""
     root = tmp_path_factory.mktemp("world")
     shutil.copy2(ROOT / "dvc.yaml", root / "dvc.yaml")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["datasets"] = ["nyuv2", "ade20k"]
-    raw["synth"]["counts"] = {"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}}
-    # SigLoss warm-up over most of the 12 steps: right after initialisation the depth head predicts
-    # near min_depth, where SigLoss's log makes training chaotic and DDP's reordered float sums would
-    # not reproduce the single-process run to 1e-4 (research/method.md: DINOv2's SigLoss warm-up)
-    raw["train"].update(iterations={"mini": 12}, warmup_iters={"mini": 4}, eval_every={"mini": 6},
-                        checkpoint_every={"mini": 3}, sigloss_warmup_iters={"mini": 10})
-    raw["runner"]["loader_workers"] = {"mini": 0}
-    raw["studies"] = {"table3": dict(raw["studies"]["table3"], depth=["nyuv2"], aux=["ade20k"], seeds=[0])}
+    raw = smoke_params({
+        "datasets": ["nyuv2", "ade20k"],
+        "train.iterations.mini": 12, "train.warmup_iters.mini": 4, "train.eval_every.mini": 6, "train.checkpoint_every.mini": 3,
+        # SigLoss warm-up over most of the 12 steps: right after initialisation the depth head predicts near
+        # min_depth, where SigLoss's log makes training chaotic and DDP's reordered float sums would not
+        # reproduce the single-process run to 1e-4 (DINOv2 sigloss.py: warm_up, warm_iter)
+        "train.sigloss_warmup_iters.mini": 10,
+        "runner.loader_workers.mini": 0,
+    })
+    raw["studies"] = {"table3": dict(raw["studies"]["table3"], aux=["ade20k"])}
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     for stage in ("synth", "fetch", "prepare", "split"):
         mdeaux([stage], root)

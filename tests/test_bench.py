@@ -1,8 +1,8 @@
 """`mdeaux bench` runs end to end on the tiny world and its FLOP count matches a hand count."""
 
 import pytest
-
 from conftest import mdeaux
+
 from mdeaux.bench import hidden_swiglu, vit_flops
 
 

@@ -1,4 +1,4 @@
-"""The whole DAG on a tiny subset of the mini world, in a fresh copy of the repository.
+"""The whole DAG on the smoke world (pipeline/smoke.yaml), in a fresh copy of the repository.
 
 Covers: every stage runs; a second `dvc repro` reruns nothing; `dvc exp run -S alpha=0.8` trains only
 the alpha-dependent runs and reuses the baselines; MLflow holds the runs with their params.
@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import browser
 import pytest
 import yaml
-
-import browser
+from conftest import smoke_params
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,19 +29,6 @@ def sh(cmd, cwd, env, check=True):
     return out
 
 
-def tiny_params(path: Path) -> None:
-    raw = yaml.safe_load(path.read_text())
-    for name, splits in raw["synth"]["counts"].items():  # every dataset's reader runs, on 2 samples per split
-        raw["synth"]["counts"][name] = {split: 2 for split in splits}
-    raw["synth"]["counts"].update({"nyuv2": {"train": 6, "test": 3}, "ade20k": {"train": 6, "val": 3}})
-    raw["train"]["iterations"]["mini"] = 4
-    raw["train"]["warmup_iters"]["mini"] = 2
-    raw["train"]["eval_every"]["mini"] = 2
-    raw["train"]["checkpoint_every"]["mini"] = 2
-    raw["train"]["sigloss_warmup_iters"]["mini"] = 1
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     dest = tmp_path_factory.mktemp("dag") / "repo"
@@ -52,7 +39,7 @@ def repo(tmp_path_factory):
         if (ROOT / rel).is_file() and not rel.startswith(("reports/", "dvc.lock")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
-    tiny_params(dest / "params.yaml")
+    (dest / "params.yaml").write_text(yaml.safe_dump(smoke_params(), sort_keys=False))  # the smoke world
     # PYTHONDONTWRITEBYTECODE dropped: byte code written during the run must not make DVC rerun stages
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "MDEAUX_", "PYTHONDONTWRITEBYTECODE"))}
     env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
@@ -69,12 +56,12 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     sh(["dvc", "repro"], dest, env)
     for out in ("data/mirror/nyuv2/nyu.zip", "data/mirror/ade20k/SHA256SUMS", "data/raw/nyuv2/FETCHED.json",
                 "data/prepared/ade20k/manifest.json", "reports/validation/nyuv2/index.html", "data/splits/nyuv2.json",
-                "results/train.json", "reports/tables/table3.md", "reports/metrics.json", "reports/figures/fig5_lr.svg"):
+                "results/train.json", "reports/tables/table3.md", "reports/metrics.json", "reports/figures/fig5_beta.svg"):
         assert (dest / out).is_file(), out
     train = json.loads((dest / "results/train.json").read_text())
     planned = sh([str(BIN / "mdeaux"), "runs"], dest, env).stdout
     n_runs = int(planned.split()[0])
-    assert len(train["runs"]) == n_runs == len(train["trained"]) > 30  # every study of the mini profile
+    assert len(train["runs"]) == n_runs == len(train["trained"]) == 11  # every study, one value per axis
     assert {s for r in train["runs"] for s in r["studies"]} == set(yaml.safe_load((dest / "params.yaml").read_text())["studies"])
     for run in train["runs"]:
         run_dir = dest / "runs" / run["id"]
@@ -89,7 +76,7 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     assert "NYUv2" in table and "809 ± 10" in table and "not comparable" in table
     if browser.required():  # every table, figure and link of the real DAG's page (tests/test_report.py also)
         found = browser.check_index(dest / "reports", dest.parent / "index.png")
-        assert len(found["images"]) == 5 and all(w > 100 for _, w, _ in found["images"])
+        assert len(found["images"]) == 6 and all(w > 100 for _, w, _ in found["images"])
         assert all(status in (200, "external") for _, status, _ in found["links"]), found["links"]
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], dest, env).stdout)["data"]
     assert {"reports/curves/loss_depth/table3.csv", "reports/curves/abs_rel/fig1_alpha.csv"} <= set(plots)
@@ -99,14 +86,14 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     second = sh(["dvc", "repro"], dest, env).stdout
     assert "Running stage" not in second, second
 
-    # MLflow: one experiment, eight runs, every resolved config value as a param
+    # MLflow: one experiment, every run, every resolved config value as a param
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{dest / 'mlflow.db'}")
     found = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list")
     trained_runs = [r for r in found if r.data.tags.get("run_id")]
     assert len(trained_runs) == n_runs
-    assert {"1.0", "0.9", "0.5"} <= {r.data.params["alpha"] for r in trained_runs}
+    assert {r.data.params.get("alpha") for r in trained_runs} == {"1.0", "0.9", None}  # None: the beta variant
     assert all("test.abs_rel" in r.data.metrics for r in trained_runs)
 
     sh(["git", "add", "-A"], dest, env)

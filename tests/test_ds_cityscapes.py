@@ -1,5 +1,6 @@
 """Cityscapes (gtFine labelIds, 34 classes; and the 19-trainId switch): synthetic archives in the official
-layout, read back with the reader and decoded with the specs' decoders (datasets.md §8)."""
+layout, read back with the reader and decoded with the specs' decoders (cityscapesScripts labels.py,
+mmseg 0.27 CityscapesDataset)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeaux.datasets import cityscapes as C
-from mdeaux.fetch import safe_extract
-from mdeaux.synth import cityscapes as W
+from mdeaux.data.datasets import cityscapes as C
+from mdeaux.data.extract import safe_extract
+from mdeaux.data.synth import cityscapes as W
 
 COUNTS = {"train": 2, "val": 1}
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeaux.datasets.indoor_depth import (
+from mdeaux.data.datasets.indoor_depth import (
     MATTERPORT3D,
     MP3D_SCENES,
     SPECS,
@@ -23,8 +23,8 @@ from mdeaux.datasets.indoor_depth import (
     read_matterport3d,
     read_taskonomy,
 )
-from mdeaux.synth.indoor_depth import write_matterport3d, write_taskonomy
-from mdeaux.synth.writers import encode_png
+from mdeaux.data.synth.archive import encode_png
+from mdeaux.data.synth.indoor_depth import write_matterport3d, write_taskonomy
 
 MP3D_COUNTS = {"train": 2, "val": 1}
 TASKONOMY_COUNTS = {"train": 5, "val": 2}
@@ -284,7 +284,8 @@ def test_counts_must_name_the_splits(writer, tmp_path):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_paper_profile_with_empty_manual_folder_stops_with_instructions(spec, tmp_path):
-    from mdeaux.fetch import FetchError, fetch_dataset
+    from mdeaux.data.fetch import fetch_dataset
+    from mdeaux.data.fetch_error import FetchError
 
     with pytest.raises(FetchError) as err:
         fetch_dataset(spec, tmp_path / "raw", profile="paper", mirror_dir=tmp_path / "mirror",

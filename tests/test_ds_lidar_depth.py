@@ -13,11 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeaux.datasets import lidar_depth as L
-from mdeaux.synth import outdoor as O
-from mdeaux.synth import render as R
-from mdeaux.synth.lidar_depth import encode_npy, write_diode, write_diode_indoor, write_diode_outdoor, write_kitti
-from mdeaux.synth.writers import encode_png
+from mdeaux.data.datasets import lidar_depth as L
+from mdeaux.data.synth import camera as R
+from mdeaux.data.synth import outdoor as O
+from mdeaux.data.synth.archive import encode_png
+from mdeaux.data.synth.lidar_depth import (
+    encode_npy,
+    write_diode,
+    write_diode_indoor,
+    write_diode_outdoor,
+    write_kitti,
+)
 
 CLASSES = {name: i for i, name in enumerate(O.OUTDOOR_CLASSES)}
 KITTI_COUNTS = {"train": 1, "test": 2}
@@ -103,7 +109,7 @@ def test_lidar_sparsify_keeps_a_sparse_subset_of_depth():
     frame = O.render_outdoor(2, width=O.KITTI_WIDTH, height=O.KITTI_HEIGHT, driving=True, classes=CLASSES)
     sparse = O.lidar_sparsify(frame.depth, frame.intrinsics, np.random.Generator(np.random.PCG64(0)))
     valid = sparse > 0
-    assert 0.05 < valid.mean() < 0.25  # real KITTI GT: 19.5 % non-zero (datasets.md §12)
+    assert 0.05 < valid.mean() < 0.25  # a real KITTI GT frame (data_depth_annotated.zip) is ~19.5 % non-zero
     assert not valid[: O.KITTI_HEIGHT // 4].any()  # above the top ring (+2 deg): nothing
     np.testing.assert_array_equal(sparse[valid], frame.depth[valid])
 
@@ -148,7 +154,7 @@ def test_kitti_reader_splits_drop_none_and_decode(kitti):
 
 def test_kitti_png_encoding_and_crops():
     gt = np.zeros((375, 1242), np.uint16)
-    gt[300, 600] = 3200  # 3200 / 256 = 12.5 m (devkit read_depth.py, datasets.md §6)
+    gt[300, 600] = 3200  # 3200 / 256 = 12.5 m (KITTI devkit read_depth.py)
     gt[10, 10] = 65535
     depth = L.KITTI.decode_depth(encode_png(gt))
     assert depth[300, 600] == np.float32(12.5) and depth[10, 10] == np.float32(65535 / 256) and depth[0, 0] == 0

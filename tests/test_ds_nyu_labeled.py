@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mdeaux.datasets import nyu_labeled as L
-from mdeaux.synth import nyu_labeled as W
+from mdeaux.data.datasets import nyu_labeled as L
+from mdeaux.data.synth import nyu_labeled as W
 
 COUNTS = {"train": 3, "test": 2}
 SEED = 5

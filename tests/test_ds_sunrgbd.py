@@ -14,9 +14,9 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from mdeaux.datasets import sunrgbd as S
-from mdeaux.synth import sunrgbd as W
-from mdeaux.synth.writers import encode_png
+from mdeaux.data.datasets import sunrgbd as S
+from mdeaux.data.synth import sunrgbd as W
+from mdeaux.data.synth.archive import encode_png
 
 COUNTS = {"train": 2, "test": 2}
 SEED = 3
@@ -131,7 +131,7 @@ def test_depth_reader_and_values(written):
         # the stored values are rotated: reading them as plain millimetres would be 8x too far
         with Image.open(io.BytesIO(s.depth)) as im:
             stored = np.asarray(im).astype(np.float64)
-        below = (depth > 0) & (depth < 8.0)  # below 8.192 m the rotation equals raw / 8000 (datasets.md §2.2)
+        below = (depth > 0) & (depth < 8.0)  # below 8.192 m the rotation equals raw / 8000 (toolbox sun_rgbd.py depth_scale=8000)
         np.testing.assert_allclose(stored[below] / 8000.0, depth[below], atol=1e-6)
         assert S.SUNRGBD.eval_mask(depth).any()
 

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from mdeaux.datasets.spec import Archive, DatasetSpec
-from mdeaux.fetch import FetchError, download, fetch_dataset, safe_extract
+from mdeaux.data.datasets.spec import Archive, DatasetSpec
+from mdeaux.data.download import download
+from mdeaux.data.extract import safe_extract
+from mdeaux.data.fetch import fetch_dataset
+from mdeaux.data.fetch_error import FetchError
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,11 +1,19 @@
-"""Tests for mdeaux.losses against hand-computed values."""
+"""Tests for mdeaux.training.losses against hand-computed values."""
 
 import math
 
 import pytest
 import torch
 
-from mdeaux.losses import GradientLoss, SigLoss, dominant_class, mldc_loss, multi_hot, seg_ce_loss, slc_loss
+from mdeaux.training.losses import (
+    GradientLoss,
+    SigLoss,
+    dominant_class,
+    mldc_loss,
+    multi_hot,
+    seg_ce_loss,
+    slc_loss,
+)
 
 EPS = 1e-3
 
@@ -197,7 +205,7 @@ def test_seg_ce_resizes_logits_to_label():
 
 
 def test_recon_loss_is_mse_against_the_input_after_resizing():
-    from mdeaux.losses import recon_loss
+    from mdeaux.training.losses import recon_loss
 
     image = torch.zeros(1, 3, 4, 4)
     image[:, :, :, 2:] = 1.0

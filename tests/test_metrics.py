@@ -1,12 +1,19 @@
-"""Tests for mdeaux.metrics against hand-computed values."""
+"""Tests for mdeaux.training.metrics against hand-computed values."""
 
 import math
 
 import numpy as np
 import pytest
 
-from mdeaux.datasets.registry import ADE20K, NYUV2
-from mdeaux.metrics import HIGHER_IS_BETTER, METRICS, aggregate, depth_metrics, evaluate_depth, is_better
+from mdeaux.data.datasets.registry import ADE20K, NYUV2
+from mdeaux.training.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    aggregate,
+    depth_metrics,
+    evaluate_depth,
+    is_better,
+)
 
 
 def test_every_metric_by_hand():

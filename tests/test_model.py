@@ -1,4 +1,5 @@
-"""Model: frozen backbone, DINOv2 DPT decoder, heads (method.md §3.2, §3.3, §5.1, §6.3)."""
+"""Model: frozen backbone, DINOv2 DPT decoder, heads (dinov2/hub/depthers.py, dinov2/hub/depth/decode_heads.py,
+Depth Anything depth_anything/dpt.py, transformers Dinov2Backbone; docs/protocol.md "Model")."""
 
 from __future__ import annotations
 
@@ -8,10 +9,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Backbone, Dinov2Config
+from transformers import (
+    DepthAnythingConfig,
+    DepthAnythingForDepthEstimation,
+    Dinov2Backbone,
+    Dinov2Config,
+)
 
-from mdeaux.model import BACKBONES, ClassHead, DepthHead, DPTDecoder, build_backbone, build_model
-from mdeaux.model.backbone import BackboneSpec, FrozenBackbone, center_pad, pad_amounts
+from mdeaux.model.backbone import (
+    FrozenBackbone,
+    build_backbone,
+    center_pad,
+    pad_amounts,
+)
+from mdeaux.model.depth_aux import build_model
+from mdeaux.model.dpt import DPTDecoder
+from mdeaux.model.heads import ClassHead, DepthHead
+from mdeaux.model.specs import BACKBONES, BackboneSpec
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "mlp_ratio": 2}
 VITG_DECODER_PARAMS = 61_468_800  # DINOv2 ViT-g DPT head without conv_depth (embed 1536, post 192..1536, 256 ch)

@@ -1,4 +1,4 @@
-"""Depth Anything decoder and head (paper Table 4, method.md §5.1), decoder_type wiring, frozen backbone
+"""Depth Anything decoder and head (paper Table 4; depth_anything/dpt.py), decoder_type wiring, frozen backbone
 under torch.inference_mode."""
 
 from __future__ import annotations
@@ -8,18 +8,16 @@ import copy
 import pytest
 import torch
 from torch import nn
-from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-from mdeaux.model import (
-    BACKBONES,
-    ClassHead,
-    DepthAnythingDecoder,
-    DepthAnythingDepthHead,
-    DepthHead,
-    DPTDecoder,
-    build_model,
+from transformers import (
+    DepthAnythingConfig,
+    DepthAnythingForDepthEstimation,
+    Dinov2Config,
 )
-from mdeaux.model.backbone import resolve_spec
+
+from mdeaux.model.depth_aux import build_model
+from mdeaux.model.dpt import DepthAnythingDecoder, DPTDecoder
+from mdeaux.model.heads import ClassHead, DepthAnythingDepthHead, DepthHead
+from mdeaux.model.specs import BACKBONES, resolve_spec
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 6, "num_attention_heads": 2, "mlp_ratio": 2}
 

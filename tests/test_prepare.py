@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from mdeaux.datasets.registry import ADE20K, NYUV2
-from mdeaux.datasets.spec import RawSample
-from mdeaux.prepare import PreparedDataset, prepare_dataset
+from mdeaux.data.datasets.registry import ADE20K, NYUV2
+from mdeaux.data.datasets.spec import RawSample
+from mdeaux.data.prepare import PreparedDataset, prepare_dataset
 
 H, W = 6, 8
 

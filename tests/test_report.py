@@ -9,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from browser import check_index
 from conftest import ROOT
-from mdeaux import figures, report, tables
+
 from mdeaux.params import load
 from mdeaux.paths import Paths
-from mdeaux.runs import Run, canonical, planned_configs
+from mdeaux.report import build as report
+from mdeaux.report import figures, tables
+from mdeaux.report.page import mlflow_links
+from mdeaux.report.renderers import RENDERERS, Context
+from mdeaux.runs.ids import canonical
+from mdeaux.runs.plan import Run, planned_configs
+from mdeaux.runs.store import RunDir, RunStore
 
 PAPER = {"source": "test", "tasks": {"baseline": "Base", "mldc": "Cls", "segmentation": "Seg"}, "marks": 2,
          "rows": {"nyuv2": {"baseline": [800, 10], "mldc": [700, 5], "gain_pct": 12.5}},
@@ -140,11 +145,11 @@ def project(tmp_path_factory):
     params = load(root / "params.yaml")
     runs: dict[str, dict] = {}
     for config, study in planned_configs(params):
-        key = canonical(config)
+        key = canonical(config.model_dump(mode="json"))
         if key not in runs:
             run = Run(f"{len(runs):016x}", config, {}, "")
-            value = fake_value(config)
-            runs[key] = {"id": run.id, "label": run.label, "config": config, "studies": [],
+            value = fake_value(config.model_dump(mode="json"))
+            runs[key] = {"id": run.id, "label": run.label, "config": config.model_dump(mode="json"), "studies": [],
                          "metrics": {"best": {m: value for m in tables.METRICS}}}
             write_run(root / "runs" / run.id, value)
         runs[key]["studies"].append(study)
@@ -154,17 +159,25 @@ def project(tmp_path_factory):
     (root / "reports" / "validation" / "nyuv2" / "index.html").write_text("<html><body>validation</body></html>")
     paths = Paths(root)
     written = report.write_reports(paths, params)
-    figs = report.build_figures(paths, params, list(runs.values()), report.paper_values(), report.MINI_WARNING)
-    return {"root": root, "paths": paths, "params": params, "runs": list(runs.values()), "written": written, "figs": figs}
+    ctx = Context(paths, params, list(runs.values()), report.paper_values(), report.MINI_WARNING)
+    figs = {}
+    for name, study in params.studies.items():
+        figs.update(RENDERERS[study.render](ctx, name, study).figures)
+    return {"root": root, "paths": paths, "params": params, "runs": list(runs.values()), "written": written, "figs": figs,
+            "ctx": ctx}
+
+
+def table_studies(params) -> list[str]:
+    return [name for name, study in params.studies.items() if study.render == "table"]
 
 
 def test_every_table_and_figure_is_written(project):
     reports = project["root"] / "reports"
-    for key in report.TABLE_STUDIES:
+    for key in table_studies(project["params"]):
         for suffix in (".md", ".tex", "_metrics.md", "_metrics.tex"):
             text = (reports / "tables" / f"{key}{suffix}").read_text()
             assert "not comparable" in text, (key, suffix)
-    for name in ("fig1_alpha", "fig1_top", "fig3_aux", "fig4_fraction", "fig5_lr"):
+    for name in ("fig1_alpha", "fig1_alpha_top", "fig3_aux", "fig4_fraction", "fig5_gamma", "fig5_beta"):
         assert (reports / "figures" / f"{name}.png").stat().st_size > 10_000
         assert "<svg" in (reports / "figures" / f"{name}.svg").read_text()[:1000]
         fig, caption = project["figs"][name]
@@ -186,9 +199,10 @@ def test_every_table_and_figure_is_written(project):
 def test_curves_are_thinned_to_the_configured_points(project):
     paths, params = project["paths"], project["params"]
     run = project["runs"][0]
-    table = report.curves_table(paths, [run], "loss_depth", 10)
+    store = RunStore(paths.runs)
+    table = report.curves_table(store, [run], "loss_depth", 10)
     assert len(table) == 10 and table["step"].iloc[0] == pytest.approx(2.5)  # mean of steps 1..4
-    assert len(report.curves_table(paths, [run], "loss_depth", params.report.curve_points)) == 40
+    assert len(report.curves_table(store, [run], "loss_depth", params.report.curve_points)) == 40
 
 
 def test_a_failing_report_leaves_the_previous_one_whole(project):
@@ -215,10 +229,10 @@ def test_index_opens_in_chromium_with_every_image_and_link(project, tmp_path):
     shot = tmp_path / "index.png"
     found = check_index(reports, shot)
     assert found["title"] == "mdeaux reports (mini profile)"
-    assert found["tables"] >= len(report.TABLE_STUDIES) + 1
-    assert len(found["images"]) == 5 and all(w > 100 and h > 100 for _, w, h in found["images"]), found["images"]
+    assert found["tables"] >= len(table_studies(project["params"])) + 1
+    assert len(found["images"]) == 6 and all(w > 100 and h > 100 for _, w, h in found["images"]), found["images"]
     local = [link for link in found["links"] if link[1] != "external"]
-    assert {"tables/table3.md", "tables/table4.tex", "figures/fig1_top.svg", "validation/nyuv2/index.html",
+    assert {"tables/table3.md", "tables/table4.tex", "figures/fig1_alpha_top.svg", "validation/nyuv2/index.html",
             "curves/abs_rel/fig4_fraction.csv"} <= {href for href, _, _ in local}
     assert all(status == 200 and size > 0 for _, status, size in local), [x for x in local if x[1] != 200]
     print(f"screenshot: {shot}")
@@ -227,7 +241,7 @@ def test_index_opens_in_chromium_with_every_image_and_link(project, tmp_path):
 def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from mdeaux.tracking import ID_FILE, experiment_name
+    from mdeaux.runs.tracking import experiment_name
 
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
@@ -235,12 +249,13 @@ def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
     exp = client.create_experiment(experiment_name("mini"))
     run = project["runs"][0]
     mlrun = client.create_run(exp)
-    (project["paths"].run_dir(run["id"]) / ID_FILE).write_text(mlrun.info.run_id)
+    id_file = RunStore(project["paths"].runs)[run["id"]] / RunDir.MLFLOW_ID
+    id_file.write_text(mlrun.info.run_id)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     try:
-        link, note = report.mlflow_links(Paths(project["root"]), project["params"], project["runs"])
+        link, note = mlflow_links(Paths(project["root"]), project["params"], project["runs"])
     finally:
-        (project["paths"].run_dir(run["id"]) / ID_FILE).unlink()
+        id_file.unlink()
     assert link(run) == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{mlrun.info.run_id}"
     assert link(project["runs"][1]) is None and "make ui" in note
     assert f'href="{link(run)}"' in tables.seed_links([run, project["runs"][1]], link)
@@ -248,11 +263,28 @@ def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
 
 def test_paper_values_cover_the_studies():
     values = report.paper_values()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert set(report.TABLE_STUDIES) <= set(values) and set(report.TABLE_STUDIES) <= set(params["studies"])
+    assert set(table_studies(load(ROOT / "params.yaml"))) <= set(values)
+    assert {"fig1_alpha", "fig1_top", "fig3_aux", "fig4_fraction", "fig5"} <= set(values["figures"])
     t3 = values["table3"]["rows"]
     assert t3["nyuv2"]["mldc"] == [696, 3] and t3["diode_outdoor"]["reconstruction"] == [4530, 91]
     gains = [t3[r]["gain_pct"] for r in values["table3"]["mean_gain"]["rows"]]
     assert sum(gains) / len(gains) == pytest.approx(10.75)  # "an average of ~11%" (§4.1)
     t4 = [values["table4"]["rows"][r]["gain_pct"] for r in values["table4"]["mean_gain"]["rows"]]
     assert sum(t4) / len(t4) == pytest.approx(2.48, abs=0.01)  # "an average 2.5%" (§5.2)
+
+
+def test_a_study_is_drawn_by_the_renderer_it_names_whatever_its_name(project):
+    """A renamed table study is still rendered (under its own name); an unknown renderer is refused when
+    params load, before any run is trained for it."""
+    from mdeaux.params import ParamsError, parse
+
+    params = project["params"]
+    ctx = project["ctx"]
+    runs = [dict(r, studies=[*r["studies"], "renamed"]) for r in ctx.runs if "table3" in r["studies"]]
+    renamed = Context(ctx.paths, params, runs, ctx.paper, ctx.warning)
+    out = RENDERERS["table"](renamed, "renamed", params.studies["table3"])
+    assert [t.key for t in out.tables] == ["renamed"] and "NYUv2" in out.tables[0].to_markdown()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["studies"]["table3"]["render"] = "table9"
+    with pytest.raises(ParamsError, match=r"studies.table3.render: unknown renderer 'table9'; allowed: table, fig1_alpha"):
+        parse(raw)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import BIN, clean_env, mdeaux
 
 pytestmark = pytest.mark.slow
@@ -117,24 +116,27 @@ def test_two_processes_reproduce_the_single_process_run(tiny_world, reference, t
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_world, reference, tmp_path, monkeypatch):
-    from mdeaux import train
     from mdeaux.paths import Paths
-    from mdeaux.runs import load_run
+    from mdeaux.runs.plan import load_run
+    from mdeaux.runs.store import RunDir, RunStore
+    from mdeaux.training.loop import train_run
+    from mdeaux.training.scheme import NonFiniteLoss, Trainer
 
     run_id, _ = reference
     plan(tiny_world, tmp_path)
     monkeypatch.setenv("MDEAUX_STORE", str(tmp_path))
     paths = Paths(tiny_world)
-    real_step = train.Trainer.step
+    real_step = Trainer.step
 
     def poisoned(self, batch):
         if batch["step"] == 7:  # the 8th step's depth loss is nan (the checkpoint of step 6 exists)
             batch = dict(batch, depth=(batch["depth"][0] * float("nan"), batch["depth"][1]))
         return real_step(self, batch)
 
-    monkeypatch.setattr(train.Trainer, "step", poisoned)
-    ckpt = tmp_path / "runs" / run_id / "checkpoint.pt"
-    with pytest.raises(train.NonFiniteLoss, match=r"depth loss is nan at iteration 7.*last good checkpoint .*step 6\) is kept"):
-        train.train_run(load_run(paths, run_id), paths, progress=False)
-    assert torch.load(ckpt, weights_only=True)["next_step"] == 6
-    assert not (tmp_path / "runs" / run_id / "metrics.json").exists()
+    monkeypatch.setattr(Trainer, "step", poisoned)
+    folder = RunStore(paths.runs)[run_id]
+    run = load_run(folder)
+    with pytest.raises(NonFiniteLoss, match=r"depth loss is nan at iteration 7.*last good checkpoint .*step 6\) is kept"):
+        train_run(run.config, run.id, paths, folder / RunDir.CHECKPOINT, progress=False)
+    assert torch.load(folder / RunDir.CHECKPOINT, weights_only=True)["next_step"] == 6
+    assert not folder.done

@@ -2,14 +2,17 @@
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mdeaux import runs
 from mdeaux.params import parse
 from mdeaux.paths import Paths
+from mdeaux.runs import ids
+from mdeaux.runs import plan as runs
+from mdeaux.runs.store import RunDir, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -46,6 +49,10 @@ def params(**changes):
             node = node[p]
         node[last] = value
     return parse(raw)
+
+
+def study_counts(planned) -> dict[str, int]:
+    return dict(Counter(s for r in planned for s in r.studies))
 
 
 def ids_by_label(paths, p):
@@ -104,41 +111,65 @@ def test_only_the_ids_a_run_reads_are_in_its_id(project):
     assert all(before[k] != after[k] for k in before)
 
 
-def test_training_code_change_changes_ids(project, tmp_path, monkeypatch):
+def copy_training_code(dest: Path) -> Path:
+    for f in ids.training_modules():
+        target = dest / f.relative_to(ids.PACKAGE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
+    return dest
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_run_ids_follow_the_behaviour_of_the_training_code(project, tmp_path, monkeypatch):
+    """Comments, docstrings, a moved module and task display keep every id; a behaviour change does not."""
     before = ids_by_label(project, params())
-    fake_pkg = tmp_path / "pkg"
-    for entry in runs.TRAINING_CODE:
-        src = runs.PACKAGE / entry
-        dst = fake_pkg / entry
-        if src.is_dir():
-            for f in src.rglob("*.py"):
-                (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-                (dst / f.relative_to(src)).write_bytes(f.read_bytes())
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(src.read_bytes())
-    monkeypatch.setattr(runs, "PACKAGE", fake_pkg)
+    pkg = copy_training_code(tmp_path / "pkg")
+    monkeypatch.setattr(ids, "PACKAGE", pkg)
     assert ids_by_label(project, params()) == before  # an identical copy: same ids
-    (fake_pkg / "losses.py").write_text((fake_pkg / "losses.py").read_text() + "\n# changed\n")
+    losses = pkg / "training" / "losses.py"
+    edit(losses, '"""Training losses:', '"""The training losses (reworded):')  # a docstring
+    edit(losses, "import torch\n", "import torch  # a comment\n\n\n")  # a comment and blank lines
+    edit(pkg / "training" / "tasks.py", '"#1f77b4"', '"#000000"')  # how reports draw MLDC
+    # a module moved: losses.py becomes training/objectives/depth.py, and every import follows it
+    (pkg / "training" / "objectives").mkdir()
+    losses.rename(pkg / "training" / "objectives" / "depth.py")
+    for f in pkg.rglob("*.py"):
+        f.write_text(f.read_text().replace("mdeaux.training.losses", "mdeaux.training.objectives.depth"))
+    assert ids_by_label(project, params()) == before
+    # a change of behaviour: DINOv2 GradientLoss's scales
+    edit(pkg / "training" / "objectives" / "depth.py", "GRADIENT_LOSS_STRIDES = (1, 2, 4, 6)", "GRADIENT_LOSS_STRIDES = (1, 2, 4)")
     after = ids_by_label(project, params())
     assert all(before[k] != after[k] for k in before)
+
+
+def test_code_outside_the_training_modules_keeps_ids():
+    modules = {f.relative_to(ids.PACKAGE).as_posix() for f in ids.training_modules()}
+    assert {"training/scheme.py", "training/losses.py", "model/dpt.py", "data/prepare.py", "data/datasets/registry.py"} <= modules
+    assert not modules & {"cli.py", "runs/plan.py", "report/build.py", "data/validate.py", "model/weights.py", "params.py"}
 
 
 def test_studies_sharing_a_run_train_it_once(project):
     raw = copy.deepcopy(RAW)
     raw["studies"]["table3"]["tasks"] = ["baseline", "mldc"]
-    raw["studies"]["other"] = {"title": "x", "depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["baseline", "mldc"],
+    raw["studies"]["other"] = {"title": "x", "render": "table", "depth": ["nyuv2"], "aux": ["ade20k"], "tasks": ["baseline", "mldc"],
                                "seeds": {"mini": [1, 2], "paper": [0]}}
     planned = runs.plan(project, parse(raw), write=True)
     labels = sorted(r.label for r in planned)
     # seeds 0,1 (table3) and 1,2 (other): seed 1 is shared -> 3 seeds x 2 tasks = 6 runs, not 8
     assert len(runs.planned_configs(parse(raw))) == 8 and len(planned) == 6
-    assert runs.study_counts(planned) == {"table3": 4, "other": 4}
-    shared = [r for r in planned if r.config["seed"] == 1]
+    assert study_counts(planned) == {"table3": 4, "other": 4}
+    shared = [r for r in planned if r.config.seed == 1]
     assert all(set(r.studies) == {"table3", "other"} for r in shared)
     assert labels[0] == "nyuv2/baseline/a1/s0"
-    for r in planned:  # configs written for Snakemake jobs
-        assert json.loads((project.run_dir(r.id) / "config.json").read_text())["id"] == r.id
+    for r in planned:  # configs and studies written for Snakemake jobs
+        folder = RunStore(project.runs)[r.id]
+        assert folder.read_json(RunDir.CONFIG)["id"] == r.id and folder.studies() == list(r.studies)
+        assert runs.load_run(folder) == r
 
 
 def test_missing_prepared_data_says_what_to_run(project):
@@ -152,7 +183,7 @@ def test_every_study_of_the_mini_profile_expands_and_dedups(project):
     for name in p.datasets:
         set_data(project, name, f"{name}-v1", {k: [f"{name}/a"] for k in ("0.2", "0.5", "1.0")})
     planned = runs.plan(project, p, write=False)
-    counts = runs.study_counts(planned)
+    counts = study_counts(planned)
     configs = runs.planned_configs(p)
     assert set(counts) == set(p.studies) and len(planned) < len(configs)
     by_label = {r.label: r for r in planned}
@@ -161,13 +192,13 @@ def test_every_study_of_the_mini_profile_expands_and_dedups(project):
     base = by_label["nyuv2/baseline/a1/s0"]
     assert set(base.studies) == {n for n, s in p.studies.items() if "nyuv2" in s.depth and "baseline" in s.tasks and not s.model}
     # axes reach the configs: alpha sweep, fractions, gamma, beta, MIX6, Depth Anything, single-label
-    assert by_label["nyuv2/mldc+mix6/a0.5/s0"].config["alpha"] == 0.5
-    assert by_label["nyuv2/mldc+mix6/a0.9/f0.2/s0"].config["fraction"] == 0.2
-    assert by_label["nyuv2/baseline/a1g2/s0"].config["gamma"] == 2.0
+    assert by_label["nyuv2/mldc+mix6/a0.5/s0"].config.alpha == 0.5
+    assert by_label["nyuv2/mldc+mix6/a0.9/f0.2/s0"].config.fraction == 0.2
+    assert by_label["nyuv2/baseline/a1g2/s0"].config.gamma == 2.0
     beta = by_label["nyuv2/mldc+mix6/b0.05/s0"].config
-    assert beta["beta"] == 0.05 and beta["alpha"] is None
-    assert by_label["nyuv2/mldc+mix6/a0.9/s0"].config["aux_datasets"] == p.aux_sets["mix6"]
-    assert by_label["nyuv2/depth-anything/mldc+mix6/a0.9/s0"].config["model"]["decoder_type"] == "depth_anything"
+    assert beta.beta == 0.05 and beta.alpha is None
+    assert by_label["nyuv2/mldc+mix6/a0.9/s0"].config.aux_datasets == p.aux_sets["mix6"]
+    assert by_label["nyuv2/depth-anything/mldc+mix6/a0.9/s0"].config.model.decoder_type == "depth_anything"
     assert "nyuv2/slc+mix6/a0.9/s0" in by_label and "nyuv2/mldc+ade20k/a0.9/s0" in by_label
 
 
@@ -182,9 +213,9 @@ def test_alpha_experiment_retrains_exactly_the_alpha_dependent_runs(project):
     after = runs.plan(project, q, write=False)
     new = [r for r in after if r.id not in before]
     # alpha-dependent: auxiliary-task runs of studies without their own alpha or beta list
-    dependent = [r for r in after if r.config["alpha"] == 0.8]
+    dependent = [r for r in after if r.config.alpha == 0.8]
     assert {r.id for r in new} == {r.id for r in dependent} and len(new) > 0
-    assert all(r.config["alpha"] == 0.8 for r in new)
+    assert all(r.config.alpha == 0.8 for r in new)
 
 
 def test_bad_study_axes_are_refused():

@@ -1,4 +1,5 @@
-"""DINOv2 depth schedule: mmcv cosine LR + linear warmup, OneCycle beta1 (method.md §3.5)."""
+"""DINOv2 depth schedule: mmcv cosine LR + linear warmup, OneCycle beta1 (DINOv2 depth config lr_config,
+momentum_config; mmcv lr_updater.py, momentum_updater.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import math
 import pytest
 import torch
 
-from mdeaux.schedule import apply_schedule, lr_factor, one_cycle_beta1
+from mdeaux.training.schedule import apply_schedule, lr_factor, one_cycle_beta1
 
 TOTAL, WARMUP = 38_400, 12_800  # DINOv2 NYU DPT config: max_iters, warmup_iters
 
 
 def reference_lr(t: int) -> float:
-    """method.md §3.5 written out: lr_cos(t) / lr0, times the linear warmup factor for t < 12800."""
+    """mmcv CosineAnnealingLrUpdaterHook + get_warmup_lr written out for the DINOv2 depth config
+    (lr 1e-4, min_lr_ratio 1e-8, warmup_iters 12800, warmup_ratio 1e-3): lr_cos(t) / lr0, times the
+    linear warmup factor for t < 12800."""
     lr0, lr_min = 1e-4, 1e-4 * 1e-8
     lr_cos = lr_min + 0.5 * (lr0 - lr_min) * (1 + math.cos(math.pi * t / TOTAL))
     if t < WARMUP:

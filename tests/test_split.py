@@ -8,9 +8,9 @@ import random
 import pytest
 from test_prepare import make_ade, make_nyu, prep
 
-from mdeaux.datasets.registry import ADE20K, NYUV2
-from mdeaux.prepare import PreparedDataset
-from mdeaux.split import make_split, subset_size, write_splits
+from mdeaux.data.datasets.registry import ADE20K, NYUV2
+from mdeaux.data.prepare import PreparedDataset
+from mdeaux.data.split import make_split, subset_size, write_splits
 
 TRAIN = [f"scene_{i // 10:02d}/rgb_{i:05d}" for i in range(100)]
 TEST = [f"test/{i}" for i in range(7)]
@@ -97,7 +97,7 @@ def test_write_splits_from_prepared_datasets(tmp_path):
 def test_subset_restricts_the_training_set_before_fractions(tmp_path):
     from types import SimpleNamespace
 
-    from mdeaux.datasets.registry import NYUV2
+    from mdeaux.data.datasets.registry import NYUV2
 
     train = [f"train/{i:03d}" for i in range(40)]
     fake = SimpleNamespace(spec=NYUV2, ids=lambda split: train if split == "train" else ["test/0"], data_version="v")

@@ -13,12 +13,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeaux.datasets.registry import ADE20K, ADE20K_CLASSES, NYUV2, read_ade20k, read_nyuv2
-from mdeaux.synth import render as R
-from mdeaux.synth import write_ade20k_archive, write_mirror, write_nyuv2_archive
+from mdeaux.data.datasets.registry import (
+    ADE20K,
+    ADE20K_CLASSES,
+    NYUV2,
+    read_ade20k,
+    read_nyuv2,
+)
+from mdeaux.data.synth import camera as C
+from mdeaux.data.synth import render as R
+from mdeaux.data.synth import room as RM
+from mdeaux.data.synth import sensor as S
+from mdeaux.data.synth.mirror import write_mirror
+from mdeaux.data.synth.nyu_ade import write_ade20k_archive, write_nyuv2_archive
 
 COUNTS = {"nyuv2": {"train": 4, "test": 2}, "ade20k": {"train": 3, "val": 2}}
-CLASSES = {name: i for i, name in enumerate(R.all_class_names())}
+CLASSES = {name: i for i, name in enumerate(RM.all_class_names())}
 
 
 def sha256(path: Path) -> str:
@@ -51,8 +61,8 @@ def test_same_seed_same_arrays_different_seed_different():
 
 def test_depth_is_z_depth_not_ray_length():
     rng = np.random.Generator(np.random.PCG64(3))
-    room = dataclasses.replace(R.sample_room(rng, "office"), size=(6.0, 3.0, 4.0), prims=[], decals=[])
-    cam = R.Camera(R.nyu_intrinsics(), np.array([3.0, 1.5, 0.5], np.float32), R.camera_rotation(0.0, 0.0, 0.0))
+    room = dataclasses.replace(RM.sample_room(rng, "office"), size=(6.0, 3.0, 4.0), prims=[], decals=[])
+    cam = C.Camera(C.nyu_intrinsics(), np.array([3.0, 1.5, 0.5], np.float32), C.camera_rotation(0.0, 0.0, 0.0))
     frame = R.render(room, cam, rng, CLASSES, other=-1)
     centre = frame.depth[190:290, 220:420]  # all on the far wall z = 4, 3.5 m in front of the camera
     np.testing.assert_allclose(centre, 3.5, atol=1e-4)  # ray lengths would reach 3.56 m at the block corners
@@ -65,22 +75,22 @@ def test_raw_depth_is_a_noisy_quantised_subset_of_depth():
     raw, depth = frame.raw_depth, frame.depth
     valid = raw > 0
     assert 0.01 < 1 - valid.mean() < 0.6
-    assert raw.max() <= R.MAX_RANGE and raw[valid].min() >= R.KINECT_MIN_RANGE
+    assert raw.max() <= S.MAX_RANGE and raw[valid].min() >= S.KINECT_MIN_RANGE
     np.testing.assert_allclose(raw[valid] * 1000, np.rint(raw[valid] * 1000), atol=1e-3)  # mm steps
     err = np.abs(raw[valid] - depth[valid])
-    assert err.max() < 6 * R.kinect_sigma(depth[valid]).max() + 1e-3
+    assert err.max() < 6 * S.kinect_sigma(depth[valid]).max() + 1e-3
     assert err.mean() > 0  # noisy, not a copy
 
 
 def test_intrinsics_scale_with_width_and_focal_is_nyu():
-    k = R.nyu_intrinsics(320, 240)
+    k = C.nyu_intrinsics(320, 240)
     assert k.fx == k.fy == pytest.approx(518.8579 / 2) and (k.cx, k.cy) == (160, 120)
 
 
 def test_class_names_fit_ade20k_and_unknown_names_raise():
-    listed = set(R.all_class_names()) - set(R.OTHER_CLASSES)
+    listed = set(RM.all_class_names()) - set(RM.OTHER_CLASSES)
     assert listed <= set(ADE20K_CLASSES)
-    assert not set(R.OTHER_CLASSES) & set(ADE20K_CLASSES)
+    assert not set(RM.OTHER_CLASSES) & set(ADE20K_CLASSES)
     with pytest.raises(KeyError, match="missing from the class mapping"):
         R.render_frame(1, {"wall": 1}, width=64, height=48)
 
@@ -98,7 +108,7 @@ def test_nyu_archive_reads_in_toolbox_layout(mirror, tmp_path):
     train_re = re.compile(r"^/([a-z_]+_\d{4}[a-z])/rgb_(\d{5})\.jpg /\1/sync_depth_\2\.png 518\.8579$")
     test_re = re.compile(r"^([a-z_]+)/rgb_(\d{5})\.jpg \1/sync_depth_\2\.png 518\.8579$")
     assert all(train_re.match(line) for line in train_lines), train_lines
-    assert all(test_re.match(line) and line.split("/")[0] in R.SCENE_TYPES for line in test_lines), test_lines
+    assert all(test_re.match(line) and line.split("/")[0] in RM.SCENE_TYPES for line in test_lines), test_lines
 
     invalid = []
     for s in samples:
@@ -149,7 +159,7 @@ def test_ade_archive_reads_in_sceneparse_layout(mirror, tmp_path):
     assert sum(float(r[1]) for r in rows) <= 1.0 and float(rows[0][1]) > 0  # walls everywhere
     scenes = (ade / "sceneCategories.txt").read_text().splitlines()
     assert [line.split()[0] for line in scenes] == [s.id.split("/")[1] for s in samples]
-    assert all(line.split()[1] in R.SCENE_TYPES for line in scenes)
+    assert all(line.split()[1] in RM.SCENE_TYPES for line in scenes)
 
 
 # -- determinism and the mirror ------------------------------------------------------------------
@@ -194,3 +204,35 @@ def test_mirror_rejects_unknown_datasets_and_splits(tmp_path):
     with pytest.raises(ValueError, match="n_test must be a non-negative integer"):
         write_nyuv2_archive(tmp_path, 1, -1, seed=0)
     assert not any(tmp_path.iterdir())  # nothing written on bad input
+
+
+# -- module structure ----------------------------------------------------------------------------
+def _synth_imports() -> dict[str, set[str]]:
+    """``{module: synth modules it imports}`` for every module of ``mdeaux.data.synth``, from the source."""
+    import ast
+
+    import mdeaux.data.synth as synth
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted(Path(synth.__file__).parent.glob("*.py")):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "mdeaux.data.synth":
+                deps |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mdeaux.data.synth."):
+                deps.add(node.module.split(".")[3])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[3] for a in node.names if a.name.startswith("mdeaux.data.synth.")}
+        graph[path.stem] = deps - {path.stem}
+    return graph
+
+
+def test_synth_modules_import_one_way():
+    graph = _synth_imports()
+    assert graph["__init__"] == set()  # importing one module does not load the others
+    assert [name for name, deps in graph.items() if "mirror" in deps] == []  # only callers outside import it
+    done: set[str] = set()
+    while len(done) < len(graph):  # peel off modules whose imports are all done: fails on a cycle
+        ready = {name for name, deps in graph.items() if name not in done and deps <= done}
+        assert ready, f"import cycle among {sorted(set(graph) - done)}"
+        done |= ready

@@ -2,7 +2,7 @@
 and the import of runs whose tracker could not reach MLflow (sqlite store and a tracking server).
 
 Fresh stores are copies of one pre-migrated SQLite template (a new database costs ~1 s of Alembic
-migrations; research/tooling.md §2, "Offline pytest").
+migrations, measured here).
 """
 
 import csv
@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import BIN, ROOT, clean_env, mdeaux
-from mdeaux import tracking, visuals
-from mdeaux.datasets.registry import get as get_spec
+
+from mdeaux.data.datasets.registry import get as get_spec
 from mdeaux.params import load
 from mdeaux.paths import Paths
-from mdeaux.runs import Run, resolve_config
+from mdeaux.runs import mlflow_import, tracking
+from mdeaux.runs import plots as visuals
+from mdeaux.runs.plan import Run, resolve_config
+from mdeaux.runs.store import RunDir, RunStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -79,10 +81,10 @@ def make_run(params, studies=("fig1_alpha",), seed=0, alpha=0.9, task="mldc") ->
     return Run(id=run_id, config=config, inputs=inputs, code="c" * 64, studies=tuple(studies))
 
 
-def finished_run_dir(paths: Paths, run: Run, steps: int = 20, eval_every: int = 10, predictions: bool = True) -> Path:
-    """The files train_run leaves in runs/<id>/ (config.json as runs.plan writes it), made by hand."""
-    d = paths.run_dir(run.id)
-    d.mkdir(parents=True, exist_ok=True)
+def finished_run_dir(paths: Paths, run: Run, steps: int = 20, eval_every: int = 10, predictions: bool = True) -> RunDir:
+    """The files a trained run leaves in runs/<id>/ (config.json as runs.plan writes it), made by hand."""
+    d = RunStore(paths.runs)[run.id]
+    d.path.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps(run.record()))
     with open(d / "curves.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -185,17 +187,17 @@ def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, p
     runs = [make_run(params, ("fig1_alpha", "table3"), seed=0, alpha=0.9), make_run(params, ("fig1_alpha",), seed=1, alpha=0.5)]
     for r in runs:
         finished_run_dir(paths, r, predictions=r is runs[0])
-    counts = tracking.import_done(paths, runs, parents)
+    counts = mlflow_import.import_done(paths, runs, parents)
     assert counts == {"imported": 2, "tracked": 0, "left": 0}
 
     run = runs[0]
-    rid = (paths.run_dir(run.id) / "mlflow_run_id").read_text().strip()
+    rid = (RunStore(paths.runs)[run.id].path / "mlflow_run_id").read_text().strip()
     c = client(paths.mlflow_uri)
     got = c.get_run(rid)
     assert got.info.status == "FINISHED" and got.info.run_name == run.label
     p = got.data.params
-    assert p["alpha"] == "0.9" and p["task"] == "mldc" and p["train.lr"] == str(run.config["train"]["lr"])
-    assert p["model.backbone"] == run.config["model"]["backbone"] and p["aux_datasets"] == str(run.config["aux_datasets"])
+    assert p["alpha"] == "0.9" and p["task"] == "mldc" and p["train.lr"] == str(run.config.train.lr)
+    assert p["model.backbone"] == run.config.model.backbone and p["aux_datasets"] == str(run.config.aux_datasets)
     t = got.data.tags
     assert t["mlflow.parentRunId"] == parents["fig1_alpha"] and t["studies"] == "fig1_alpha,table3"
     assert t["run_id"] == run.id and t["seed"] == "0" and t["alpha"] == "0.9" and t["aux_set"] == "mix6"
@@ -223,7 +225,7 @@ def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, p
 def test_import_is_idempotent_and_replaces_incomplete_runs(paths, params):
     run = make_run(params)
     finished_run_dir(paths, run, predictions=False)
-    id_file = paths.run_dir(run.id) / "mlflow_run_id"
+    id_file = RunStore(paths.runs)[run.id].path / "mlflow_run_id"
     c = client(paths.mlflow_uri)
 
     def runs_of_id():
@@ -236,14 +238,14 @@ def test_import_is_idempotent_and_replaces_incomplete_runs(paths, params):
     c.log_metric(partial, "loss_depth", 2.0, step=1)
     id_file.write_text(partial + "\n")
 
-    first = tracking.import_run(paths, run)
+    first = mlflow_import.import_run(paths, run)
     assert first and first != partial and id_file.read_text().strip() == first
     assert c.get_run(partial).info.lifecycle_stage == "deleted"
-    assert tracking.import_run(paths, run) is None  # tracked: nothing new
+    assert mlflow_import.import_run(paths, run) is None  # tracked: nothing new
     id_file.unlink()  # the id file is lost: the run is found by its run_id tag
-    assert tracking.import_run(paths, run) is None and id_file.read_text().strip() == first
+    assert mlflow_import.import_run(paths, run) is None and id_file.read_text().strip() == first
     id_file.write_text("0" * 32 + "\n")  # an id of another store
-    assert tracking.import_run(paths, run) is None and id_file.read_text().strip() == first
+    assert mlflow_import.import_run(paths, run) is None and id_file.read_text().strip() == first
     assert [r.info.run_id for r in runs_of_id()] == [first]
     # without given parents, the parent is looked up (and created) by tag
     parent = c.get_run(first).data.tags["mlflow.parentRunId"]
@@ -275,7 +277,7 @@ def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, 
     assert "loss_aux" not in got.data.metrics  # nan is not logged
     system = [k for k in got.data.metrics if k.startswith("system/")]
     assert "system/cpu_utilization_percentage" in system and "system/system_memory_usage_megabytes" in system
-    assert tracking.import_run(paths, run) is None  # complete: not imported again
+    assert mlflow_import.import_run(paths, run) is None  # complete: not imported again
     assert tracking.sampling_interval(30) == 1.0 and tracking.sampling_interval(38400 * 0.089) == 30.0
 
 
@@ -297,7 +299,7 @@ def test_unreachable_stores_degrade_to_warnings(tmp_path, params, caplog):
 
     assert tracking.prepare(Store(tmp_path), params) == {}
     finished_run_dir(Store(tmp_path), run, predictions=False)
-    assert tracking.import_done(Store(tmp_path), [run], {"fig1_alpha": "x"}) == {"imported": 0, "tracked": 0, "left": 1}
+    assert mlflow_import.import_done(Store(tmp_path), [run], {"fig1_alpha": "x"}) == {"imported": 0, "tracked": 0, "left": 1}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -389,11 +391,11 @@ def test_tracking_server_uri_works(tmp_path, params, monkeypatch):
 
         offline = make_run(params, seed=4)
         finished_run_dir(store, offline)
-        imported = tracking.import_run(store, offline)
-        assert imported and tracking.import_run(store, offline) is None
-        (store.run_dir(offline.id) / "mlflow_run_id").write_text("0" * 32 + "\n")  # unknown to the server: found by tag
-        assert tracking.import_run(store, offline) is None
-        assert (store.run_dir(offline.id) / "mlflow_run_id").read_text().strip() == imported
+        imported = mlflow_import.import_run(store, offline)
+        assert imported and mlflow_import.import_run(store, offline) is None
+        (RunStore(store.runs)[offline.id].path / "mlflow_run_id").write_text("0" * 32 + "\n")  # unknown to the server: found by tag
+        assert mlflow_import.import_run(store, offline) is None
+        assert (RunStore(store.runs)[offline.id].path / "mlflow_run_id").read_text().strip() == imported
 
         c = client(uri)
         exp = c.get_experiment_by_name("mdeaux-mini")

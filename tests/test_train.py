@@ -7,11 +7,12 @@ import pytest
 import torch
 import yaml
 
-from mdeaux.model import build_model
+from mdeaux.model.depth_aux import build_model
 from mdeaux.params import parse
-from mdeaux.runs import resolve_config
-from mdeaux.schedule import lr_factor
-from mdeaux.train import build_optimizers, lr_of, schedule, step
+from mdeaux.runs.plan import resolve_config
+from mdeaux.training import tasks
+from mdeaux.training.schedule import lr_factor
+from mdeaux.training.scheme import build_optimizers, lr_of, schedule, update
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -22,28 +23,28 @@ def setup(alpha=0.9, task="mldc", **train):
     raw["alpha"] = alpha
     raw["train"].update(train)
     cfg = resolve_config(parse(raw), depth="nyuv2", task=task, aux="ade20k", seed=0)
-    model_cfg = dict(cfg["model"], aux_heads={} if task == "baseline" else {"ade20k": 150})
+    model_cfg = dict(cfg.model.model_dump(), aux_heads={} if task == "baseline" else {"ade20k": 150})
     torch.manual_seed(0)
     model = build_model(model_cfg)
     return cfg, model, *build_optimizers(model, cfg)
 
 
 def one_global_step(cfg, model, opt_depth, opt_aux, it=0):
-    schedule(opt_depth, it, cfg["train"])
-    schedule(opt_aux, it, cfg["train"])
+    schedule(opt_depth, it, cfg.train)
+    schedule(opt_aux, it, cfg.train)
     x = torch.randn(1, 3, 28, 28)
-    step(opt_depth, model.depth(x).mean(), 35.0, "depth", it)
-    step(opt_aux, model.aux(x, "ade20k").mean(), 35.0, "aux", it)
+    update(opt_depth, model.depth(x).mean(), 35.0, "depth", it)
+    update(opt_aux, model.aux(x, "ade20k").mean(), 35.0, "aux", it)
 
 
 def test_decoder_lr_is_alpha_eta_and_one_minus_alpha_eta_without_warmup():
     cfg, model, opt_depth, opt_aux = setup(alpha=0.9, warmup_iters=0)
     one_global_step(cfg, model, opt_depth, opt_aux)
-    eta = cfg["train"]["lr"] * lr_factor(0, cfg["train"]["iterations"], 0, min_lr_ratio=cfg["train"]["min_lr_ratio"])
+    eta = cfg.train.lr * lr_factor(0, cfg.train.iterations, 0, min_lr_ratio=cfg.train.min_lr_ratio)
     assert lr_of(opt_depth, "decoder") == pytest.approx(0.9 * eta, rel=1e-12)
     assert lr_of(opt_aux, "decoder") == pytest.approx(0.1 * eta, rel=1e-12)
     # heads keep their own eta_h in both optimizers (paper §3: eta_phi = eta_psi)
-    eta_h = cfg["train"]["head_lr"] * lr_factor(0, cfg["train"]["iterations"], 0, min_lr_ratio=cfg["train"]["min_lr_ratio"])
+    eta_h = cfg.train.head_lr * lr_factor(0, cfg.train.iterations, 0, min_lr_ratio=cfg.train.min_lr_ratio)
     assert lr_of(opt_depth, "head") == pytest.approx(eta_h) and lr_of(opt_aux, "head") == pytest.approx(eta_h)
 
 
@@ -55,11 +56,11 @@ POINTS = {"start": lambda w, n: 0, "warmup": lambda w, n: w // 2, "last_warmup":
 @pytest.mark.parametrize("point", POINTS)
 def test_ratio_holds_over_the_whole_duplicated_schedule(point):
     cfg, model, opt_depth, opt_aux = setup(alpha=0.9)
-    it = POINTS[point](cfg["train"]["warmup_iters"], cfg["train"]["iterations"])
-    schedule(opt_depth, it, cfg["train"])
-    schedule(opt_aux, it, cfg["train"])
-    t = cfg["train"]
-    eta = t["lr"] * lr_factor(it, t["iterations"], t["warmup_iters"], t["warmup_ratio"], t["min_lr_ratio"])
+    it = POINTS[point](cfg.train.warmup_iters, cfg.train.iterations)
+    schedule(opt_depth, it, cfg.train)
+    schedule(opt_aux, it, cfg.train)
+    t = cfg.train
+    eta = t.lr * lr_factor(it, t.iterations, t.warmup_iters, t.warmup_ratio, t.min_lr_ratio)
     assert lr_of(opt_depth, "decoder") == pytest.approx(0.9 * eta, rel=1e-12)
     assert lr_of(opt_aux, "decoder") == pytest.approx(0.1 * eta, rel=1e-12)
 
@@ -78,24 +79,28 @@ def test_both_steps_update_the_shared_decoder_each_with_its_own_adam_state():
 
 def test_baseline_has_no_auxiliary_optimizer_and_full_decoder_lr():
     cfg, model, opt_depth, opt_aux = setup(task="baseline", warmup_iters=0)
-    assert opt_aux is None and cfg["alpha"] == 1.0
-    schedule(opt_depth, 0, cfg["train"])
-    assert lr_of(opt_depth, "decoder") == pytest.approx(cfg["train"]["lr"] * lr_factor(0, cfg["train"]["iterations"], 0, min_lr_ratio=1e-8))
+    assert opt_aux is None and cfg.alpha == 1.0
+    schedule(opt_depth, 0, cfg.train)
+    assert lr_of(opt_depth, "decoder") == pytest.approx(cfg.train.lr * lr_factor(0, cfg.train.iterations, 0, min_lr_ratio=1e-8))
 
 
 def test_non_finite_loss_stops_before_updating():
     cfg, model, opt_depth, _ = setup(warmup_iters=0)
     before = [p.detach().clone() for p in model.decoder.parameters()]
     with pytest.raises(RuntimeError, match="depth loss is nan at iteration 7"):
-        step(opt_depth, torch.tensor(float("nan"), requires_grad=True), 35.0, "depth", 7)
+        update(opt_depth, torch.tensor(float("nan"), requires_grad=True), 35.0, "depth", 7)
     assert all(torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
 
 
 # -- evaluation, best-during-training and data streams ---------------------------------------------
 import numpy as np  # noqa: E402
 
-from mdeaux.datasets.registry import NYUV2  # noqa: E402
-from mdeaux.train import Best, SampleSource, StepData, aux_plan, decoder_lrs, evaluate  # noqa: E402
+from mdeaux.data.datasets.registry import NYUV2  # noqa: E402
+from mdeaux.training.evaluate import Best, evaluate  # noqa: E402
+from mdeaux.training.scheme import decoder_lrs  # noqa: E402
+from mdeaux.training.stream import SampleSource, StepData, aux_plan  # noqa: E402
+
+NYU_AUG = parse(copy.deepcopy(RAW)).augment["nyuv2"]  # no resize, no KB crop
 
 
 class StubData:
@@ -128,8 +133,8 @@ class LeftRight(torch.nn.Module):
 def test_flip_tta_averages_the_flipped_prediction():
     data = StubData(2.0)
     model = LeftRight(1.0, 3.0)
-    without = evaluate(model, data, data.ids(), NYUV2, flip=False)
-    with_flip = evaluate(model, data, data.ids(), NYUV2, flip=True)
+    without = evaluate(model, data, data.ids(), NYUV2, flip=False, aug=NYU_AUG)
+    with_flip = evaluate(model, data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
     assert without["abs_rel"] == pytest.approx(0.5, abs=0.02)  # |2-1|/2 and |2-3|/2 everywhere but the seam
     assert with_flip["abs_rel"] == pytest.approx(0.0, abs=1e-6)  # (1 + 3) / 2 = 2 everywhere
     assert with_flip["a1"] == pytest.approx(1.0)
@@ -138,7 +143,7 @@ def test_flip_tta_averages_the_flipped_prediction():
 def test_each_prediction_is_clamped_before_the_flip_average():
     # left 20 m is clamped to max_depth 10 first (DINOv2 encode_decode), so the average is (10 + 0.5) / 2
     data = StubData(5.25)
-    metrics = evaluate(LeftRight(20.0, 0.5), data, data.ids(), NYUV2, flip=True)
+    metrics = evaluate(LeftRight(20.0, 0.5), data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
     assert metrics["abs_rel"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -227,26 +232,26 @@ def test_aux_plan_modes():
 
 def test_beta_variant_and_gamma_scale_the_decoder_lr():
     cfg, *_ = setup(alpha=0.9)
-    eta = cfg["train"]["lr"]
+    eta = cfg.train.lr
     assert decoder_lrs(cfg) == pytest.approx((0.9 * eta, 0.1 * eta))
-    assert decoder_lrs({**cfg, "beta": 0.05, "alpha": None}) == pytest.approx((eta, 0.05 * eta))  # paper §5.1, Fig. 5 right
+    assert decoder_lrs(cfg.model_copy(update={"beta": 0.05, "alpha": None})) == pytest.approx((eta, 0.05 * eta))  # paper §5.1, Fig. 5 right
     base, *_ = setup(task="baseline")
-    assert decoder_lrs({**base, "gamma": 0.5}) == (0.5 * eta, None)  # Fig. 5 left
+    assert decoder_lrs(base.model_copy(update={"gamma": 0.5})) == (0.5 * eta, None)  # Fig. 5 left
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_beta_variant_lrs_follow_the_schedule(point):
     raw = copy.deepcopy(RAW)
     cfg = resolve_config(parse(raw), depth="nyuv2", task="mldc", aux="ade20k", seed=0, beta=0.1)
-    assert cfg["alpha"] is None and cfg["beta"] == 0.1
-    it = POINTS[point](cfg["train"]["warmup_iters"], cfg["train"]["iterations"])
+    assert cfg.alpha is None and cfg.beta == 0.1
+    it = POINTS[point](cfg.train.warmup_iters, cfg.train.iterations)
     torch.manual_seed(0)
-    model = build_model(dict(cfg["model"], aux_heads={"ade20k": 150}))
+    model = build_model(dict(cfg.model.model_dump(), aux_heads={"ade20k": 150}))
     opt_depth, opt_aux = build_optimizers(model, cfg)
-    schedule(opt_depth, it, cfg["train"])
-    schedule(opt_aux, it, cfg["train"])
-    t = cfg["train"]
-    eta = t["lr"] * lr_factor(it, t["iterations"], t["warmup_iters"], t["warmup_ratio"], t["min_lr_ratio"])
+    schedule(opt_depth, it, cfg.train)
+    schedule(opt_aux, it, cfg.train)
+    t = cfg.train
+    eta = t.lr * lr_factor(it, t.iterations, t.warmup_iters, t.warmup_ratio, t.min_lr_ratio)
     assert lr_of(opt_depth, "decoder") == pytest.approx(eta, rel=1e-12)
     assert lr_of(opt_aux, "decoder") == pytest.approx(0.1 * eta, rel=1e-12)
 
@@ -254,8 +259,8 @@ def test_beta_variant_lrs_follow_the_schedule(point):
 def test_gamma_and_beta_only_where_they_apply():
     params = parse(copy.deepcopy(RAW))
     plain = resolve_config(params, depth="nyuv2", task="baseline", seed=0)
-    assert "gamma" not in plain and "beta" not in plain  # gamma = 1 keeps the baseline's id
-    assert resolve_config(params, depth="nyuv2", task="baseline", seed=0, gamma=2.0)["gamma"] == 2.0
+    assert plain.gamma is None and plain.beta is None  # gamma = 1 keeps the baseline's id
+    assert resolve_config(params, depth="nyuv2", task="baseline", seed=0, gamma=2.0).gamma == 2.0
     with pytest.raises(ValueError, match="beta"):
         resolve_config(params, depth="nyuv2", task="baseline", seed=0, beta=0.1)
     with pytest.raises(ValueError, match="gamma"):
@@ -269,7 +274,7 @@ def test_non_finite_gradient_norm_stops_before_updating():
     d = model.depth(x).mean()
     loss = torch.sqrt(d - d.detach())  # value 0 (finite), gradient 1 / (2 sqrt(0)) = inf
     with pytest.raises(RuntimeError, match="gradient norm is (inf|nan) at iteration 3"):
-        step(opt_depth, loss, 35.0, "depth", 3)
+        update(opt_depth, loss, 35.0, "depth", 3)
     assert all(torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
 
 
@@ -285,13 +290,13 @@ def test_evaluation_resizes_the_image_but_scores_at_the_original_size():
 
     data = StubData(2.0)
     model = Recorder()
-    metrics = evaluate(model, data, data.ids(), NYUV2, flip=False, aug={"resize_to": [240, 320]})
+    metrics = evaluate(model, data, data.ids(), NYUV2, flip=False, aug=NYU_AUG.model_copy(update={"resize_to": [240, 320]}))
     assert set(model.shapes) == {(240, 320)} and metrics["abs_rel"] == pytest.approx(0.0)
 
 
 def test_sun_rgbd_clips_prediction_and_gt_to_8_m():
-    from mdeaux.datasets.sunrgbd import SUNRGBD
-    from mdeaux.metrics import evaluate_depth
+    from mdeaux.data.datasets.sunrgbd import SUNRGBD
+    from mdeaux.training.metrics import evaluate_depth
 
     gt = np.full((480, 640), 9.0, np.float32)  # toolbox: GT 9 m -> 8 m, prediction 9.5 m -> 8 m: no error
     assert evaluate_depth(gt, np.full_like(gt, 9.5), SUNRGBD)["abs_rel"] == pytest.approx(0.0)
@@ -300,21 +305,20 @@ def test_sun_rgbd_clips_prediction_and_gt_to_8_m():
 
 @pytest.mark.parametrize("task", ["mldc", "segmentation", "reconstruction"])
 def test_each_auxiliary_task_trains_the_shared_decoder(task):
-    from mdeaux.datasets.registry import ADE20K
-    from mdeaux.train import aux_loss, aux_outputs
+    from mdeaux.data.datasets.registry import ADE20K
 
     cfg, _, _, _ = setup(alpha=0.5, task=task, warmup_iters=0)
     torch.manual_seed(0)
-    model = build_model(dict(cfg["model"], aux_heads={"ade20k": aux_outputs(task, ADE20K)}))
+    model = build_model(dict(cfg.model.model_dump(), aux_heads={"ade20k": tasks.get(task).head_channels(ADE20K)}))
     _, opt_aux = build_optimizers(model, cfg)
-    schedule(opt_aux, 0, cfg["train"])
+    schedule(opt_aux, 0, cfg.train)
     x = torch.randn(2, 3, 56, 56)
     label = torch.randint(0, 150, (2, 56, 56))
     label[:, :4] = 255
     out = model.aux(x, "ade20k")
     assert out.shape[1] == (3 if task == "reconstruction" else 150)
     before = [p.detach().clone() for p in model.decoder.parameters()]
-    loss = step(opt_aux, aux_loss(task, out, x, label, ADE20K, cfg["train"]), 35.0, task, 0)
+    loss = update(opt_aux, tasks.get(task).loss(out, x, label, ADE20K, cfg.train), 35.0, task, 0)
     assert loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, model.decoder.parameters(), strict=True))
 
@@ -322,4 +326,7 @@ def test_each_auxiliary_task_trains_the_shared_decoder(task):
 def test_task_only_settings_do_not_reach_other_tasks():
     seg, _, _, _ = setup(task="segmentation")
     mldc, _, _, _ = setup(task="mldc")
-    assert "mldc_average" not in seg["train"] and "mldc_average" in mldc["train"]
+    assert seg.train.mldc_average is None and mldc.train.mldc_average == "logits"
+    assert seg.train.aux_draw == mldc.train.aux_draw == "cycle"  # every auxiliary task reads aux_draw
+    base, _, _, _ = setup(task="baseline")
+    assert base.train.aux_draw is None and base.train.mldc_average is None

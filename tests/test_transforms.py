@@ -1,11 +1,20 @@
-"""Tests for mdeaux.transforms against hand-computed values and independent reference formulas."""
+"""The transforms (training/transforms.py, depth_transforms.py, seg_transforms.py) against hand-computed values and independent reference formulas."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from mdeaux import transforms as T
+from mdeaux.params import parse
+from mdeaux.training import depth_transforms as D
+from mdeaux.training import seg_transforms as S
+from mdeaux.training import transforms as T
+
+ROOT = Path(__file__).resolve().parents[1]
+# the paper profile's resolved recipes: the toolbox NYU and KITTI pipelines, mmseg's ADE20K pipeline
+RECIPES = parse({**yaml.safe_load((ROOT / "params.yaml").read_text()), "profile": "paper"}).augment
 
 
 def _positional(h, w):
@@ -51,19 +60,19 @@ def test_normalize_known_values_and_inverse():
 # ---------------------------------------------------------------------------------------------- depth pipeline
 def test_nyu_crop_shape_and_pixel_correspondence():
     img, depth = _positional(480, 640), _depth_positional(480, 640)
-    ci, cd = T.nyu_crop(img, depth)
+    ci, cd = D.nyu_crop(img, depth)
     assert ci.shape == (427, 565, 3) and cd.shape == (427, 565)
     assert tuple(ci[0, 0]) == (45, 43, 0)  # crop starts at row 45, col 43
     assert tuple(ci[-1, -1]) == (471 % 256, 607 % 256, 16 * 1 + 2)  # last row 471, last col 607
     assert cd[0, 0] == 1 + 45 * 1000 + 43 and cd[-1, -1] == 1 + 471 * 1000 + 607
     assert cd[10, 20] == 1 + 55 * 1000 + 63  # image and depth windows are the same
     with pytest.raises(ValueError, match="472x608"):
-        T.nyu_crop(np.zeros((400, 640, 3), np.uint8), None)
+        D.nyu_crop(np.zeros((400, 640, 3), np.uint8), None)
 
 
 def test_kb_crop_bottom_centre():
     img, depth = _positional(375, 1242), _depth_positional(375, 1242)
-    ci, cd = T.kb_crop(img, depth)
+    ci, cd = D.kb_crop(img, depth)
     assert ci.shape == (352, 1216, 3) and cd.shape == (352, 1216)
     # top = 375 - 352 = 23, left = int((1242 - 1216) / 2) = 13
     assert cd[0, 0] == 1 + 23 * 1000 + 13 and cd[-1, -1] == 1 + 374 * 1000 + 1228
@@ -74,10 +83,10 @@ def test_rotate_zero_is_identity():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (21, 30, 3)).astype(np.uint8)
     depth = rng.uniform(0.5, 9, (21, 30)).astype(np.float32)
-    ri, rd = T.rotate(img, depth, 0.0)
+    ri, rd = D.rotate(img, depth, 0.0)
     assert np.array_equal(ri, img) and np.array_equal(rd, depth)
     # random_rotate with degree 0 draws angle 0 -> identity too
-    ri, rd = T.random_rotate(img, depth, rng, prob=1.0, degree=0.0)
+    ri, rd = D.random_rotate(img, depth, rng, prob=1.0, degree=0.0)
     assert np.array_equal(ri, img) and np.array_equal(rd, depth)
 
 
@@ -86,12 +95,12 @@ def test_rotate_direction_is_clockwise_like_mmcv():
     depth[2, 3:] = 7.0  # bar from the centre to the right
     img = np.zeros((5, 5, 3), np.uint8)
     img[2, 3:] = 200
-    ri, rd = T.rotate(img, depth, 90.0)  # mmcv.imrotate: positive = clockwise -> bar points down
+    ri, rd = D.rotate(img, depth, 90.0)  # mmcv.imrotate: positive = clockwise -> bar points down
     expected = np.zeros((5, 5), np.float32)
     expected[3:, 2] = 7.0
     assert np.array_equal(rd, expected)
     assert np.all(ri[3:, 2] == 200) and ri[2, 3:].max() == 0
-    _, rd = T.rotate(img, depth, -90.0)  # counter-clockwise -> bar points up
+    _, rd = D.rotate(img, depth, -90.0)  # counter-clockwise -> bar points up
     expected = np.zeros((5, 5), np.float32)
     expected[:2, 2] = 7.0
     assert np.array_equal(rd, expected)
@@ -100,7 +109,7 @@ def test_rotate_direction_is_clockwise_like_mmcv():
 @pytest.mark.parametrize("angle", [30.0, -17.3])
 def test_rotate_depth_matches_cv2_nearest_reference(angle):
     depth = np.random.default_rng(1).uniform(1, 10, (37, 51)).astype(np.float32)
-    _, rd = T.rotate(np.zeros((37, 51, 3), np.uint8), depth, angle)
+    _, rd = D.rotate(np.zeros((37, 51, 3), np.uint8), depth, angle)
     assert np.array_equal(rd, _cv2_rotate_nearest_reference(depth, angle))
 
 
@@ -108,7 +117,7 @@ def test_random_rotate_depth_values_are_original_or_zero():
     rng = np.random.default_rng(3)
     depth = rng.uniform(0.5, 9.5, (60, 80)).astype(np.float32)
     img = rng.integers(0, 256, (60, 80, 3)).astype(np.uint8)
-    _, rd = T.random_rotate(img, depth, rng, prob=1.0, degree=2.5)
+    _, rd = D.random_rotate(img, depth, rng, prob=1.0, degree=2.5)
     assert rd.dtype == np.float32 and rd.shape == depth.shape
     assert set(np.unique(rd)) <= set(np.unique(depth)) | {0.0}  # nearest: no interpolated depths
     assert (rd == 0).any() and not np.array_equal(rd, depth)  # it did rotate, leaving a 0 border
@@ -117,7 +126,7 @@ def test_random_rotate_depth_values_are_original_or_zero():
 def test_random_rotate_prob_zero_still_draws_angle():
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
     img, depth = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
-    out = T.random_rotate(img, depth, rng_a, prob=0.0)
+    out = D.random_rotate(img, depth, rng_a, prob=0.0)
     assert out[0] is img and out[1] is depth
     rng_b.random(), rng_b.uniform(-2.5, 2.5)  # toolbox: rand() then uniform() regardless
     assert rng_a.random() == rng_b.random()
@@ -136,7 +145,7 @@ def test_flip():
 def test_random_crop_size_and_correspondence():
     img, depth = _positional(427, 565), _depth_positional(427, 565)
     rng = np.random.default_rng(7)
-    ci, cd = T.random_crop(img, depth, rng, (416, 544))
+    ci, cd = D.random_crop(img, depth, rng, (416, 544))
     assert ci.shape == (416, 544, 3) and cd.shape == (416, 544)
     top, left = int(ci[0, 0, 0]), int(ci[0, 0, 1])
     assert 0 <= top <= 11 and 0 <= left <= 21
@@ -144,48 +153,48 @@ def test_random_crop_size_and_correspondence():
     ref = np.random.default_rng(7)
     assert (top, left) == (ref.integers(0, 12), ref.integers(0, 22))  # randint(0, margin + 1)
     with pytest.raises(ValueError, match="larger than the image"):
-        T.random_crop(img, depth, rng, (500, 544))
+        D.random_crop(img, depth, rng, (500, 544))
 
 
 def test_color_aug_identity_and_clipping():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (4, 5, 3)).astype(np.uint8)
-    out = T.color_aug(img, rng, prob=1.0, gamma_range=(1, 1), brightness_range=(1, 1), color_range=(1, 1))
+    out = D.color_aug(img, rng, prob=1.0, gamma_range=(1, 1), brightness_range=(1, 1), color_range=(1, 1))
     assert out.dtype == np.float32 and np.array_equal(out, img.astype(np.float32))
     img = np.array([[[250, 100, 10]]], np.uint8)
-    out = T.color_aug(img, rng, 1.0, gamma_range=(1, 1), brightness_range=(1.25, 1.25), color_range=(1, 1))
+    out = D.color_aug(img, rng, 1.0, gamma_range=(1, 1), brightness_range=(1.25, 1.25), color_range=(1, 1))
     np.testing.assert_allclose(out[0, 0], [255.0, 125.0, 12.5])  # 250 * 1.25 = 312.5 clipped to 255
     # gamma first, then brightness, then colour, on 0-255 values: 10**2 * 0.5 * 2 = 100
-    out = T.color_aug(img, rng, 1.0, gamma_range=(2, 2), brightness_range=(0.5, 0.5), color_range=(2, 2))
+    out = D.color_aug(img, rng, 1.0, gamma_range=(2, 2), brightness_range=(0.5, 0.5), color_range=(2, 2))
     np.testing.assert_allclose(out[0, 0], [255.0, 255.0, 100.0])
-    assert T.color_aug(img, rng, prob=0.0) is img
+    assert D.color_aug(img, rng, prob=0.0) is img
 
 
 def test_depth_train_transform_shapes_and_reproducibility():
     rng = np.random.default_rng(11)
     img = rng.integers(0, 256, (480, 640, 3)).astype(np.uint8)
     depth = rng.uniform(0.5, 9.0, (480, 640)).astype(np.float32)
-    t = T.DepthTrainTransform()
+    t = D.DepthTrainTransform(RECIPES["nyuv2"])
     for seed in range(3):
         i1, d1 = t(img, depth, np.random.default_rng(seed))
         i2, d2 = t(img, depth, np.random.default_rng(seed))
         assert i1.shape == (416, 544, 3) and i1.dtype == np.uint8
         assert d1.shape == (416, 544) and d1.dtype == np.float32
         assert np.array_equal(i1, i2) and np.array_equal(d1, d2)
-    kitti = T.DepthTrainTransform.kitti()
+    kitti = D.DepthTrainTransform(RECIPES["kitti"])
     ki, kd = kitti(
         np.zeros((375, 1242, 3), np.uint8), np.ones((375, 1242), np.float32), np.random.default_rng(0)
     )
     assert ki.shape == (352, 704, 3) and kd.shape == (352, 704)
     with pytest.raises(ValueError, match="exclusive"):
-        T.DepthTrainTransform(nyu_crop=True, kb_crop=True)
+        D.DepthTrainTransform(RECIPES["nyuv2"].model_copy(update={"kb_crop": True}))
     with pytest.raises(ValueError, match="float32"):
         t(img, depth.astype(np.float64), rng)
 
 
 def test_depth_train_transform_no_aug_is_plain_crop():
     img, depth = _positional(480, 640), _depth_positional(480, 640)
-    t = T.DepthTrainTransform(rotate_prob=0, flip_prob=0, color_prob=0)
+    t = D.DepthTrainTransform(RECIPES["nyuv2"].model_copy(update={"rotate_prob": 0, "flip_prob": 0, "color_prob": 0}))
     ci, cd = t(img, depth, np.random.default_rng(4))
     top, left = int(ci[0, 0, 0]) - 45, int(ci[0, 0, 1]) - 43  # offsets inside the NYU crop
     assert 0 <= top <= 11 and 0 <= left <= 21
@@ -217,16 +226,16 @@ def test_mmseg_resize_sizes():
     img = rng.integers(0, 256, (512, 683, 3)).astype(np.uint8)
     label = rng.choice(np.array([0, 3, 7, 255], np.uint8), size=(512, 683))
     # ratio 1: scale (2048, 512); factor = min(2048 / 683, 512 / 512) = 1 -> unchanged
-    ri, rl = T.mmseg_resize(img, label, rng, ratio_range=(1.0, 1.0))
+    ri, rl = S.mmseg_resize(img, label, rng, ratio_range=(1.0, 1.0))
     assert ri.shape == (512, 683, 3) and np.array_equal(ri, img) and np.array_equal(rl, label)
     # ratio 0.5: scale (1024, 256); factor = min(1024 / 683, 256 / 512) = 0.5 -> (int(341.5 + 0.5), 256)
-    ri, rl = T.mmseg_resize(img, label, rng, ratio_range=(0.5, 0.5))
+    ri, rl = S.mmseg_resize(img, label, rng, ratio_range=(0.5, 0.5))
     assert ri.shape == (256, 342, 3) and rl.shape == (256, 342)
     assert set(np.unique(rl)) <= {0, 3, 7, 255}  # nearest keeps label values
     # small wide image: factor = min(2048 / 100, 512 / 50) = 10.24 -> (1024, 512)
-    ri, rl = T.mmseg_resize(np.zeros((50, 100, 3), np.uint8), np.zeros((50, 100), np.uint8), rng, ratio_range=(1, 1))
+    ri, rl = S.mmseg_resize(np.zeros((50, 100, 3), np.uint8), np.zeros((50, 100), np.uint8), rng, ratio_range=(1, 1))
     assert ri.shape == (512, 1024, 3) and rl.shape == (512, 1024)
-    assert T.rescale_size(683, 512, (2048, 512)) == (683, 512)
+    assert S.rescale_size(683, 512, (2048, 512)) == (683, 512)
 
 
 # ---------------------------------------------------------------------------------------------- crop / pad
@@ -246,7 +255,7 @@ def test_mmseg_random_crop_retries_until_ratio_ok():
         first_pass = next((i for i, d in enumerate(draws[:10]) if d in passing), None)
         if first_pass is None or first_pass == 0:
             continue
-        ci, cl = T.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), 0.75)
+        ci, cl = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), 0.75)
         assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[first_pass]
         assert np.array_equal(cl, label[draws[first_pass][0] :][:4, draws[first_pass][1] :][:, :4])
         checked += 1
@@ -257,10 +266,10 @@ def test_mmseg_random_crop_gives_up_after_ten_retries():
     img, label = _positional(8, 8), np.zeros((8, 8), np.uint8)  # one class: no crop can pass
     ref = np.random.default_rng(9)
     draws = [(int(ref.integers(0, 5)), int(ref.integers(0, 5))) for _ in range(11)]
-    ci, _ = T.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 0.75)
+    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 0.75)
     assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[10]  # the 11th draw is used unchecked
     # cat_max_ratio = 1 disables the check: first draw
-    ci, _ = T.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 1.0)
+    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 1.0)
     assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[0]
 
 
@@ -269,19 +278,19 @@ def test_mmseg_random_crop_ignores_255():
     label[:, 0] = 1
     label[:, 1:3] = 2  # in the 4x4 crop at (0, 0): class1 4 px, class2 8 px, 255 4 px -> 8/12 < 0.75
     img = _positional(4, 8)
-    ci, _ = T.mmseg_random_crop(img, label, np.random.default_rng(0), (4, 4), 0.75)
+    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(0), (4, 4), 0.75)
     assert ci[0, 0, 1] == 0  # only offset 0 passes (others hold < 2 classes or ratio >= 0.75)
 
 
 def test_pad_to_fills_255_in_label():
     img = np.full((2, 3, 3), 9, np.uint8)
     label = np.ones((2, 3), np.uint8)
-    pi, pl = T.pad_to(img, label, (4, 5), pad_val=(1, 2, 3))
+    pi, pl = S.pad_to(img, label, (4, 5), pad_val=(1, 2, 3))
     assert pi.shape == (4, 5, 3) and pl.shape == (4, 5)
     assert np.all(pi[:2, :3] == 9) and tuple(pi[3, 4]) == (1, 2, 3) and tuple(pi[0, 4]) == (1, 2, 3)
     assert np.all(pl[:2, :3] == 1) and np.all(pl[2:] == 255) and np.all(pl[:, 3:] == 255)
     with pytest.raises(ValueError, match="smaller than the image"):
-        T.pad_to(img, label, (1, 5))
+        S.pad_to(img, label, (1, 5))
 
 
 # ---------------------------------------------------------------------------------------------- HSV / photometric
@@ -324,7 +333,7 @@ def test_photometric_identity_with_zero_deltas_and_unit_ranges():
     prims = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [255, 255, 255], [40, 40, 40]], np.uint8)
     img = np.tile(prims[None], (3, 2, 1))  # colours whose OpenCV HSV round trip is exact (not cyan/magenta)
     for seed in range(20):
-        out = T.photo_metric_distortion(img, np.random.default_rng(seed), brightness_delta=0,
+        out = S.photo_metric_distortion(img, np.random.default_rng(seed), brightness_delta=0,
                                         contrast_range=(1, 1), saturation_range=(1, 1), hue_delta=0)
         assert np.array_equal(out, img)
 
@@ -355,7 +364,7 @@ def test_photometric_replays_mmseg_order():
             x = T.hsv_to_rgb_u8(hsv)
         if mode == 0:
             x = contrast(x)
-        assert np.array_equal(T.photo_metric_distortion(img, np.random.default_rng(seed)), x)
+        assert np.array_equal(S.photo_metric_distortion(img, np.random.default_rng(seed)), x)
 
 
 def test_photometric_brightness_truncates_and_clips():
@@ -369,7 +378,7 @@ def test_photometric_brightness_truncates_and_clips():
         mode = ref.integers(2)
         if ref.integers(2) or ref.integers(2) or ref.integers(2):  # contrast / saturation / hue off
             continue
-        out = T.photo_metric_distortion(img, np.random.default_rng(seed))
+        out = S.photo_metric_distortion(img, np.random.default_rng(seed))
         assert mode in (0, 1)
         # float32 v + beta, clipped to [0, 255], then truncated by the uint8 cast
         expected = [math.floor(min(max(float(np.float32(v) + np.float32(beta)), 0.0), 255.0)) for v in (0, 100, 250)]
@@ -384,7 +393,7 @@ def test_seg_train_transform_shapes():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (96, 128, 3)).astype(np.uint8)
     label = rng.choice(np.array([0, 1, 2, 255], np.uint8), size=(96, 128))
-    t = T.SegTrainTransform(img_scale=(256, 64), crop_size=(64, 64))
+    t = S.SegTrainTransform(RECIPES["ade20k"].model_copy(update={"img_scale": [256, 64], "crop_size": [64, 64]}))
     for seed in range(4):
         oi, ol = t(img, label, np.random.default_rng(seed))
         assert oi.shape == (64, 64, 3) and oi.dtype == np.uint8
@@ -393,7 +402,7 @@ def test_seg_train_transform_shapes():
         oi2, ol2 = t(img, label, np.random.default_rng(seed))
         assert np.array_equal(oi, oi2) and np.array_equal(ol, ol2)
     # ratio 0.5 -> (128, 32) -> the image becomes 32x43, smaller than the crop: padded
-    t = T.SegTrainTransform(img_scale=(256, 64), ratio_range=(0.5, 0.5), crop_size=(64, 64), photometric=False)
+    t = S.SegTrainTransform(RECIPES["ade20k"].model_copy(update={"img_scale": [256, 64], "ratio_range": [0.5, 0.5], "crop_size": [64, 64], "photometric": False}))
     oi, ol = t(img, label, rng)
     assert oi.shape == (64, 64, 3)
     assert np.all(ol[32:] == 255) and np.all(ol[:, 43:] == 255)
@@ -402,13 +411,13 @@ def test_seg_train_transform_shapes():
 
 
 def test_seg_transform_rejects_bad_label():
-    t = T.SegTrainTransform()
+    t = S.SegTrainTransform(RECIPES["ade20k"])
     with pytest.raises(ValueError, match="label shape"):
         t(np.zeros((10, 10, 3), np.uint8), np.zeros((10, 9), np.uint8), np.random.default_rng(0))
 
 
 def test_dataset_view_resizes_rgb_bilinear_and_depth_nearest_then_kb_crops():
-    from mdeaux.transforms import dataset_view
+    dataset_view = D.dataset_view
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (1024, 1280, 3), dtype=np.uint8)

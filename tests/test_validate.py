@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from test_prepare import H, W, depth_mm, make_ade, make_nyu, prep
 
-from mdeaux.datasets.registry import ADE20K, NYUV2
-from mdeaux.validate import ValidationError, validate_dataset
+from mdeaux.data.datasets.registry import ADE20K, NYUV2
+from mdeaux.data.validate import ValidationError, validate_dataset
 
 # the tiny hand-made NYU samples are 6x8, not the official 480x640
 NYU_TINY = replace(NYUV2, image_sizes=((6, 8),))

@@ -1,27 +1,33 @@
-"""Tests of `mdeaux weights` against a fake Hugging Face Hub served on 127.0.0.1 by the test itself."""
+"""Tests of `mdeaux weights` (huggingface_hub underneath) against a fake Hugging Face Hub that the test
+serves itself on 127.0.0.1: the model API with files metadata, HEAD/GET `/{repo}/resolve/{rev}/{file}`
+with the Hub's headers, LFS files redirected to a "CDN" on another host name (localhost)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import huggingface_hub.constants
 import pytest
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
 from mdeaux import cli
-from mdeaux.model.backbone import BACKBONES, BackboneSpec, build_backbone
-from mdeaux.weights import (
+from mdeaux.model.backbone import build_backbone
+from mdeaux.model.specs import BACKBONES, BackboneSpec
+from mdeaux.model.weights import (
     MANIFEST,
     RemoteFile,
     Snapshot,
@@ -36,6 +42,7 @@ from mdeaux.weights import (
 pytestmark = pytest.mark.timeout(60)
 
 REPO = "test-org/DINOv2-Tiny"
+GATED = "test-org/gated-vit"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 COMMIT2 = "fedcba9876543210fedcba9876543210fedcba98"
 TOKEN = "hf_secret_token_123"
@@ -47,79 +54,126 @@ SPEC = BackboneSpec(32, (1, 2, 3, 4), False, "project", None, REPO)
 # ----------------------------------------------------------------------------------------------
 # the fake Hub
 # ----------------------------------------------------------------------------------------------
+def _lfs(name: str) -> bool:
+    return name.endswith(LFS_SUFFIXES)
+
+
+def _blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def _sibling(name: str, data: bytes) -> dict:
-    entry = {"rfilename": name, "size": len(data)}
-    if name.endswith(LFS_SUFFIXES):
-        sha = hashlib.sha256(data).hexdigest()
-        entry["blobId"] = hashlib.sha1(f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}".encode()).hexdigest()
-        entry["lfs"] = {"sha256": sha, "size": len(data), "pointerSize": 134}
-    else:
-        entry["blobId"] = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-    return entry
+    """A file as `GET /api/models/{repo}/revision/{rev}?blobs=true` lists it."""
+    if not _lfs(name):
+        return {"rfilename": name, "size": len(data), "blobId": _blob_id(data)}
+    sha = hashlib.sha256(data).hexdigest()
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {len(data)}\n".encode()
+    return {"rfilename": name, "size": len(data), "blobId": _blob_id(pointer),
+            "lfs": {"sha256": sha, "size": len(data), "pointerSize": len(pointer)}}
 
 
 class Hub(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_HEAD(self):
+        self._handle(head=True)
+
     def do_GET(self):
+        self._handle(head=False)
+
+    def _handle(self, head: bool):
         srv = self.server
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         with srv.lock:
-            srv.requests.append({"path": path, "query": parts.query, "host": self.headers.get("Host"),
-                                 "auth": self.headers.get("Authorization"), "range": self.headers.get("Range")})
+            srv.requests.append({"method": self.command, "path": path, "query": parts.query,
+                                 "host": self.headers.get("Host"), "auth": self.headers.get("Authorization"),
+                                 "range": self.headers.get("Range")})
+        if path in srv.fail_once:  # a passing server error
+            return self._send(srv.fail_once.pop(path), {}, head)
         api = re.match(r"^/api/models/(.+)/revision/([^/]+)$", path)
-        if api:
-            repo, revision = api.groups()
-            if repo not in srv.repos or revision not in srv.repos[repo]["refs"]:
-                code = "RepoNotFound" if repo not in srv.repos else "RevisionNotFound"
-                return self._send(404, b'{"error": "not found"}', {"X-Error-Code": code})
-            entry = srv.repos[repo]
-            commit = entry["refs"][revision]
-            body = {"id": repo, "sha": commit,
+        if api:  # model info (public metadata, gated repositories included)
+            entry, error = self._lookup(*api.groups())
+            if error:
+                return self._send(404, error, head)
+            commit = entry["refs"].get(api.group(2), api.group(2))
+            body = {"id": api.group(1), "sha": commit, "private": False, "gated": "auto" if entry.get("gated") else False,
                     "siblings": [_sibling(n, d) for n, d in sorted(entry["commits"][commit].items())]}
-            return self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
-        if path.startswith("/cdn/"):  # the "CDN" an LFS resolve redirects to
-            return self._serve(srv.cdn.get(path[len("/cdn/"):]))
-        res = re.match(r"^/(.+)/resolve/([0-9a-f]{40})/(.+)$", path)
-        if res:
-            repo, commit, name = res.groups()
-            if path in srv.fail:
-                return self._send(srv.fail[path], b"")
-            files = srv.repos.get(repo, {}).get("commits", {}).get(commit, {})
-            if name not in files:
-                return self._send(404, b"")
-            data = srv.served.get((commit, name), files[name])
-            if name.endswith(LFS_SUFFIXES) and srv.redirect_lfs:
-                key = hashlib.sha256(data).hexdigest()
-                srv.cdn[key] = data
-                return self._send(302, b"", {"Location": f"http://localhost:{srv.server_address[1]}/cdn/{key}"})
-            return self._serve(data)
-        return self._send(404, b"")
+            for sib in body["siblings"]:
+                if sib["rfilename"] in srv.no_hash:  # a mirror that lists a file without its hash
+                    sib.pop("blobId")
+                    sib.pop("lfs", None)
+            return self._send(200, {"Content-Type": "application/json"}, head, json.dumps(body).encode())
+        if path.startswith("/cdn/"):  # the "CDN" an LFS resolve redirects to (another host name)
+            return self._serve(srv.cdn.get(path[len("/cdn/"):]), head, {})
+        res = re.match(r"^/(.+)/resolve/([^/]+)/(.+)$", path)
+        if not res:
+            return self._send(404, {}, head)
+        repo, revision, name = res.groups()
+        entry, error = self._lookup(repo, revision)
+        if error:
+            return self._send(404, error, head)
+        if entry.get("gated") and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(401, {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {repo} is restricted"},
+                              head)
+        if path in srv.fail:
+            return self._send(srv.fail[path], {}, head)
+        commit = entry["refs"].get(revision, revision)
+        files = entry["commits"][commit]
+        if name not in files:
+            return self._send(404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, head)
+        data = srv.served.get((commit, name), files[name])  # a damaged copy on the server, if a test says so
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{_blob_id(data)}"'}
+        if _lfs(name):  # the Hub redirects LFS files to its CDN; the linked headers describe the file
+            sha = hashlib.sha256(data).hexdigest()
+            srv.cdn[sha] = data
+            return self._send(302, {**headers, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
+                                    "Location": f"http://localhost:{srv.server_address[1]}/cdn/{sha}"}, head)
+        return self._serve(data, head, headers)
 
-    def _serve(self, data):
+    def _lookup(self, repo, revision):
+        entry = self.server.repos.get(repo)
+        if entry is None:
+            return None, {"X-Error-Code": "RepoNotFound"}
+        if revision not in entry["refs"] and revision not in entry["commits"]:
+            return None, {"X-Error-Code": "RevisionNotFound"}
+        return entry, None
+
+    def _serve(self, data, head, headers):
         if data is None:
-            return self._send(404, b"")
-        start = 0
+            return self._send(404, {}, head)
+        srv, start, length = self.server, 0, len(data)
         rng = self.headers.get("Range")
         if rng:
             start = int(re.match(r"bytes=(\d+)-$", rng).group(1))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
+            headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+        key = hashlib.sha256(data).hexdigest()
+        if not head and key in srv.short_body:  # the body ends early and says so (Content-Length)
+            data = data[:srv.short_body[key]]
+            length = len(data)
+        self.send_response(206 if rng else 200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length - start))
         self.end_headers()
+        if head:
+            return
+        if not rng and key in srv.drop_once:  # the connection breaks in the middle of the body, once
+            self.wfile.write(data[:srv.drop_once.pop(key)])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(data[start:])
 
-    def _send(self, code, body, headers=None):
+    def _send(self, code, headers, head, body=b""):
         self.send_response(code)
-        for k, v in (headers or {}).items():
+        for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
 
 def _model_files(tmp: Path, seed: int = 0, **save_kw) -> dict[str, bytes]:
@@ -148,9 +202,10 @@ def hub(model_files):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     srv.daemon_threads = True
     srv.lock = threading.Lock()
-    srv.repos = {REPO: {"refs": {"main": COMMIT, COMMIT: COMMIT}, "commits": {COMMIT: dict(model_files)}}}
-    srv.requests, srv.served, srv.fail, srv.cdn = [], {}, {}, {}
-    srv.redirect_lfs = True
+    srv.repos = {REPO: {"refs": {"main": COMMIT, COMMIT: COMMIT}, "commits": {COMMIT: dict(model_files)}},
+                 GATED: {"refs": {"main": COMMIT}, "commits": {COMMIT: dict(model_files)}, "gated": True}}
+    srv.requests, srv.served, srv.fail, srv.cdn, srv.drop_once, srv.short_body = [], {}, {}, {}, {}, {}
+    srv.no_hash, srv.fail_once = set(), {}
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -160,26 +215,56 @@ def hub(model_files):
     thread.join(5)
 
 
+@pytest.fixture(autouse=True)
+def hf_isolated(tmp_path, monkeypatch):
+    """No HF token, cache or offline setting of the machine running the tests takes part."""
+    for name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture
 def spec(monkeypatch):
     monkeypatch.setitem(BACKBONES, "test_vit", SPEC)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
     return "test_vit"
 
 
 def fast(hub, **kw):
-    return {"endpoint": hub.base, "retries": 1, "backoff": 0.0, "timeout": 5.0, "progress": False, **kw}
+    return {"endpoint": hub.base, "retries": 0, "timeout": 5.0, "progress": False, **kw}
 
 
-def resolves(hub):
-    return [r for r in hub.requests if "/resolve/" in r["path"] or r["path"].startswith("/cdn/")]
+def files_fetched(hub):
+    """Names of the files whose content was sent (GET of a resolve URL or of the CDN)."""
+    by_sha = {hashlib.sha256(d).hexdigest(): n for e in hub.repos.values() for c in e["commits"].values()
+              for n, d in c.items()}
+    names = [r["path"].rsplit("/", 1)[-1] for r in hub.requests if r["method"] == "GET" and "/resolve/" in r["path"]]
+    names += [by_sha.get(r["path"][5:], r["path"]) for r in hub.requests if r["path"].startswith("/cdn/")]
+    return names
+
+
+@pytest.fixture
+def all_logs():
+    """Every log record at DEBUG, huggingface_hub's included (its logger does not propagate)."""
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: records.append(record.getMessage())
+    loggers = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.DEBUG)
+    yield records
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
 
 
 # ----------------------------------------------------------------------------------------------
 # tests
 # ----------------------------------------------------------------------------------------------
-def test_end_to_end_download_then_load(hub, spec, model_files, tmp_path, monkeypatch):
+def test_end_to_end_download_then_load(hub, spec, model_files, tmp_path, monkeypatch, capfd, all_logs):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     dest = tmp_path / "models" / "dinov2-tiny"
     result = download_weights(REPO, dest, **fast(hub))
@@ -188,24 +273,29 @@ def test_end_to_end_download_then_load(hub, spec, model_files, tmp_path, monkeyp
         ["config.json", "model.safetensors", "preprocessor_config.json", MANIFEST])
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         assert (dest / name).read_bytes() == model_files[name]
+    # only the needed files were fetched, each once; no README, pytorch_model.bin, Flax or ONNX
+    assert sorted(files_fetched(hub)) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     manifest = json.loads((dest / MANIFEST).read_text())
     assert manifest["repo"] == REPO and manifest["revision"] == "main" and manifest["commit"] == COMMIT
     assert manifest["endpoint"] == hub.base
-    assert manifest["files"]["model.safetensors"] == {
-        "sha256": hashlib.sha256(model_files["model.safetensors"]).hexdigest(),
-        "size": len(model_files["model.safetensors"]), "lfs": True}
-    assert manifest["files"]["config.json"]["sha256"] == hashlib.sha256(model_files["config.json"]).hexdigest()
-    assert TOKEN not in (dest / MANIFEST).read_text()
-    # pinned to the commit, never to the moving branch; API asked with blobs=true
-    assert all(f"/resolve/{COMMIT}/" in r["path"] for r in resolves(hub) if "/resolve/" in r["path"])
+    assert set(manifest["files"]) == {"config.json", "model.safetensors", "preprocessor_config.json"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == hashlib.sha256(model_files[name]).hexdigest()
+        assert entry["size"] == len(model_files[name]) and entry["lfs"] == _lfs(name)
+    # the revision was resolved once through the API (with files metadata), then every file pinned to the commit
     api = [r for r in hub.requests if r["path"].startswith("/api/")]
-    assert api[0]["path"] == f"/api/models/{REPO}/revision/main" and api[0]["query"] == "blobs=true"
-    # the token goes to the Hub's host only, not to the host an LFS redirect points to
-    for r in hub.requests:
-        expected = None if r["path"].startswith("/cdn/") else f"Bearer {TOKEN}"
-        assert r["auth"] == expected, r
+    assert [r["path"] for r in api] == [f"/api/models/{REPO}/revision/main"] and "blobs=" in api[0]["query"]
+    resolve = [r for r in hub.requests if "/resolve/" in r["path"]]
+    assert resolve and all(r["path"].startswith(f"/{REPO}/resolve/{COMMIT}/") for r in resolve)
+    # the token goes to the endpoint's host only, never to the host an LFS redirect points to, and is not logged
     assert any(r["path"].startswith("/cdn/") for r in hub.requests)
-    assert not list(dest.parent.glob(".dinov2-tiny.download-*"))  # staging removed
+    for r in hub.requests:
+        on_cdn = r["path"].startswith("/cdn/")
+        assert r["host"].startswith("localhost:" if on_cdn else "127.0.0.1:"), r
+        assert r["auth"] == (None if on_cdn else f"Bearer {TOKEN}"), r
+    out = capfd.readouterr()
+    assert all_logs and TOKEN not in "\n".join(all_logs) + out.out + out.err + (dest / MANIFEST).read_text()
+    assert not list(dest.parent.glob(".dinov2-tiny*"))  # staging removed, nothing half-written beside it
     assert verify_folder(dest) == []
     # the folder loads with the project's loader, weights equal to the served checkpoint
     backbone = build_backbone(spec, weights_dir=dest)
@@ -216,7 +306,7 @@ def test_end_to_end_download_then_load(hub, spec, model_files, tmp_path, monkeyp
     assert len(feats) == 4 and feats[0][0].shape == (1, 32, 3, 4)
 
 
-def test_second_call_is_a_noop(hub, spec, tmp_path, caplog):
+def test_second_call_downloads_nothing(hub, spec, tmp_path, caplog):
     dest = tmp_path / "w"
     download_weights(REPO, dest, **fast(hub))
     mtime = (dest / MANIFEST).stat().st_mtime_ns
@@ -224,22 +314,13 @@ def test_second_call_is_a_noop(hub, spec, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="mdeaux"):
         result = download_weights(REPO, dest, **fast(hub))
     assert not result.changed
-    assert resolves(hub) == []  # only the API was asked which commit main is
+    assert [r["path"] for r in hub.requests] == [f"/api/models/{REPO}/revision/main"]  # which commit is main?
     assert (dest / MANIFEST).stat().st_mtime_ns == mtime
     assert "nothing to do" in caplog.text
     # pinned to the commit it needs no network at all
     hub.requests.clear()
     result = download_weights(REPO, dest, **fast(hub, revision=COMMIT, endpoint="http://127.0.0.1:9"))
     assert not result.changed and hub.requests == []
-
-
-def test_endpoint_credentials_are_sent_but_never_recorded(hub, spec, tmp_path):
-    endpoint = hub.base.replace("http://", "http://user:s3cret@")
-    result = download_weights(REPO, tmp_path / "w", **fast(hub, endpoint=endpoint))
-    assert result.manifest["endpoint"] == hub.base and "s3cret" not in (tmp_path / "w" / MANIFEST).read_text()
-    basic = "Basic " + base64.b64encode(b"user:s3cret").decode()
-    hub_requests = [r for r in hub.requests if not r["path"].startswith("/cdn/")]
-    assert hub_requests and all(r["auth"] == basic for r in hub_requests)
 
 
 def test_damaged_copy_is_downloaded_again(hub, spec, tmp_path, model_files):
@@ -251,42 +332,84 @@ def test_damaged_copy_is_downloaded_again(hub, spec, tmp_path, model_files):
     assert result.changed and (dest / "model.safetensors").read_bytes() == model_files["model.safetensors"]
 
 
-def test_corrupt_file_on_the_server(hub, spec, tmp_path, model_files):
+def _no_partial_files(tmp_path: Path, dest: Path, name: str) -> None:
+    assert not dest.exists()
+    staging = tmp_path / f".{dest.name}.download-{COMMIT[:12]}"
+    assert not (staging / name).exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".incomplete") or p.name.startswith(f".{dest.name}.tmp")]
+
+
+def test_corrupt_file_on_the_server_is_refused(hub, spec, tmp_path, model_files):
     good = model_files["model.safetensors"]
     hub.served[(COMMIT, "model.safetensors")] = good[:-1] + bytes([good[-1] ^ 0xFF])  # same size, one bit off
     dest = tmp_path / "w"
-    with pytest.raises(WeightsError, match=r"model\.safetensors.*sha256: expected") as err:
+    with pytest.raises(WeightsError, match=r"model\.safetensors failed verification \(sha256: expected") as err:
         download_weights(REPO, dest, **fast(hub))
-    assert hashlib.sha256(good).hexdigest() in str(err.value)
-    assert not dest.exists()
-    staging = tmp_path / f".w.download-{COMMIT[:12]}"
-    assert not (staging / "model.safetensors").exists() and not (staging / "model.safetensors.part").exists()
+    assert hashlib.sha256(good).hexdigest() in str(err.value) and REPO in str(err.value)
+    _no_partial_files(tmp_path, dest, "model.safetensors")
+
+
+@pytest.mark.parametrize("how", ["file", "body"])
+def test_truncated_file_on_the_server_is_refused(hub, spec, tmp_path, model_files, how):
+    good = model_files["model.safetensors"]
+    if how == "file":  # the server holds a shorter file (its headers agree): our size check refuses it
+        hub.served[(COMMIT, "model.safetensors")] = good[: len(good) // 2]
+        match = r"failed verification \(size: expected"
+    else:  # the HEAD announces the full size, the body is shorter: huggingface_hub's consistency check refuses it
+        hub.short_body[hashlib.sha256(good).hexdigest()] = len(good) // 2
+        match = r"file model\.safetensors: .*size"
+    dest = tmp_path / "w"
+    with pytest.raises(WeightsError, match=match):
+        download_weights(REPO, dest, **fast(hub))
+    _no_partial_files(tmp_path, dest, "model.safetensors")
 
 
 def test_corrupt_plain_git_file_is_caught_by_its_blob_id(hub, spec, tmp_path, model_files):
     hub.served[(COMMIT, "config.json")] = model_files["config.json"].replace(b"32", b"33", 1)
-    with pytest.raises(WeightsError, match=r"config\.json.*git blob id"):
+    with pytest.raises(WeightsError, match=r"config\.json failed verification \(git blob id"):
+        download_weights(REPO, tmp_path / "w", **fast(hub))
+    _no_partial_files(tmp_path, tmp_path / "w", "config.json")
+
+
+def test_file_without_a_hash_is_refused(hub, spec, tmp_path):
+    hub.no_hash.add("model.safetensors")
+    with pytest.raises(WeightsError, match=r"no size or hash for test-org/DINOv2-Tiny/model\.safetensors: it cannot be "
+                                           r"verified"):
         download_weights(REPO, tmp_path / "w", **fast(hub))
     assert not (tmp_path / "w").exists()
 
 
-def test_interrupted_download_resumes_with_what_was_verified(hub, spec, tmp_path):
-    hub.fail[f"/{REPO}/resolve/{COMMIT}/preprocessor_config.json"] = 503
+def test_broken_transfer_resumes_with_http_range(hub, spec, tmp_path, model_files, monkeypatch):
+    # huggingface_hub writes what it received in chunks of DOWNLOAD_CHUNK_SIZE (10 MB) and resumes after the last
+    # chunk written; the served file is 0.2 MB, so chunks of 8 kB here
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", 8192)
+    good = model_files["model.safetensors"]
+    cut = len(good) // 3
+    hub.drop_once[hashlib.sha256(good).hexdigest()] = cut
     dest = tmp_path / "w"
-    with pytest.raises(WeightsError, match="503"):
+    download_weights(REPO, dest, **fast(hub))
+    cdn = [r["range"] for r in hub.requests if r["path"].startswith("/cdn/") and r["method"] == "GET"]
+    assert len(cdn) == 2 and cdn[0] is None and re.fullmatch(r"bytes=\d+-", cdn[1]), cdn
+    assert cut - 8192 < int(cdn[1][6:-1]) <= cut  # the rest only, not the whole file again
+    assert (dest / "model.safetensors").read_bytes() == good and verify_folder(dest) == []
+
+
+def test_failed_call_keeps_verified_files_for_the_next(hub, spec, tmp_path):
+    hub.fail[f"/{REPO}/resolve/{COMMIT}/preprocessor_config.json"] = 403
+    dest = tmp_path / "w"
+    with pytest.raises(WeightsError, match=r"'test-org/DINOv2-Tiny' at revision 'main'.*preprocessor_config\.json: HTTP 403"):
         download_weights(REPO, dest, **fast(hub))
     assert not dest.exists()
     hub.fail.clear()
     hub.requests.clear()
     download_weights(REPO, dest, **fast(hub))
-    fetched = {r["path"].rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r["path"]}
-    assert fetched == {"preprocessor_config.json"}  # config and weights were kept from the first call
-    assert verify_folder(dest) == []
+    assert files_fetched(hub) == ["preprocessor_config.json"]  # config and weights were kept from the first call
+    assert verify_folder(dest) == [] and not list(tmp_path.glob(".w.*"))
 
 
 def test_kept_files_are_verified_before_reuse(hub, spec, tmp_path, model_files):
-    hub.fail[f"/{REPO}/resolve/{COMMIT}/preprocessor_config.json"] = 404
-    with pytest.raises(WeightsError, match="HTTP 404"):
+    hub.fail[f"/{REPO}/resolve/{COMMIT}/preprocessor_config.json"] = 403
+    with pytest.raises(WeightsError, match="HTTP 403"):
         download_weights(REPO, tmp_path / "w", **fast(hub))
     kept = tmp_path / f".w.download-{COMMIT[:12]}" / "model.safetensors"
     data = bytearray(kept.read_bytes())
@@ -295,17 +418,66 @@ def test_kept_files_are_verified_before_reuse(hub, spec, tmp_path, model_files):
     hub.fail.clear()
     hub.requests.clear()
     download_weights(REPO, tmp_path / "w", **fast(hub))
-    fetched = {r["path"].rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r["path"]}
-    assert fetched == {"model.safetensors", "preprocessor_config.json"}
+    assert sorted(files_fetched(hub)) == ["model.safetensors", "preprocessor_config.json"]
     assert (tmp_path / "w" / "model.safetensors").read_bytes() == model_files["model.safetensors"]
 
 
-def test_api_404_names_repo_and_revision(hub, spec, tmp_path):
-    with pytest.raises(WeightsError, match=r"test-org/DINOv2-Tiny.*revision 'v9'.*RevisionNotFound"):
+def test_partial_file_of_a_killed_call_is_not_used(hub, spec, tmp_path, model_files):
+    """A killed process leaves huggingface_hub's temporary file: the next call starts that file over, cleanly."""
+    downloads = tmp_path / f".w.download-{COMMIT[:12]}" / ".cache" / "huggingface" / "download"
+    downloads.mkdir(parents=True)
+    (downloads / "model.safetensors.0a1b2c3d.incomplete").write_bytes(model_files["model.safetensors"][:1000] + b"junk")
+    download_weights(REPO, tmp_path / "w", **fast(hub))
+    assert verify_folder(tmp_path / "w") == [] and not list(tmp_path.glob(".w.*"))
+
+
+def test_server_error_of_the_api_is_retried(hub, spec, tmp_path, caplog):
+    hub.fail_once[f"/api/models/{REPO}/revision/main"] = 502
+    with caplog.at_level(logging.WARNING, logger="mdeaux"):
+        assert download_weights(REPO, tmp_path / "w", **fast(hub, retries=1)).changed
+    assert "HTTP 502" in caplog.text and "trying again (1/1)" in caplog.text
+    hub.fail_once[f"/api/models/{REPO}/revision/main"] = 502
+    with pytest.raises(WeightsError, match=r"'test-org/DINOv2-Tiny' at revision 'main' on .*: HTTP 502"):
+        download_weights(REPO, tmp_path / "w2", **fast(hub))
+
+
+def test_unknown_repo_or_revision_says_what_to_check(hub, spec, tmp_path):
+    with pytest.raises(WeightsError, match=r"'test-org/DINOv2-Tiny' at revision 'v9' on http://127.*no such branch, tag "
+                                           r"or commit; check --revision"):
         download_weights(REPO, tmp_path / "w", **fast(hub, revision="v9"))
-    with pytest.raises(WeightsError, match=r"'nobody/nothing' at revision 'main'.*404"):
+    with pytest.raises(WeightsError, match=r"'nobody/nothing' at revision 'main'.*not found; check its name.*HF_TOKEN"):
         download_weights("nobody/nothing", tmp_path / "w", **fast(hub))
+    assert not (tmp_path / "w").exists() and not list(tmp_path.glob(".w.*"))
+
+
+def test_gated_repo_needs_hf_token(hub, spec, tmp_path, monkeypatch, capfd, all_logs):
+    dest = tmp_path / "w"
+    with pytest.raises(WeightsError, match=rf"'{GATED}' at revision 'main'.*gated. Accept its conditions at "
+                                           rf"{hub.base}/{GATED}.*set HF_TOKEN"):
+        download_weights(GATED, dest, **fast(hub))
+    monkeypatch.setenv("HF_TOKEN", "hf_of_another_account")
+    with pytest.raises(WeightsError, match=r"gated.*HF_TOKEN belongs to that account \(it is set but has no access\)") as err:
+        download_weights(GATED, dest, **fast(hub))
+    assert "hf_of_another_account" not in str(err.value)
+    assert not dest.exists()
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert download_weights(GATED, dest, **fast(hub)).changed and verify_folder(dest) == []
+    out = capfd.readouterr()
+    assert TOKEN not in "\n".join(all_logs) + out.out + out.err
+
+
+def test_network_down_says_where_to_run(spec, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(WeightsError, match=rf"cannot reach '{REPO}' at revision 'main' on http://127.0.0.1:{port}.*login node"):
+        download_weights(REPO, tmp_path / "w", endpoint=f"http://127.0.0.1:{port}", retries=0, progress=False)
     assert not (tmp_path / "w").exists()
+
+
+def test_endpoint_with_credentials_is_refused(hub, spec, tmp_path):
+    with pytest.raises(WeightsError, match="must not carry credentials: put the token in HF_TOKEN"):
+        download_weights(REPO, tmp_path / "w", **fast(hub, endpoint=hub.base.replace("http://", "http://u:s3cret@")))
 
 
 def test_new_commit_on_main_replaces_the_folder(hub, spec, tmp_path, model_files):
@@ -323,12 +495,13 @@ def test_new_commit_on_main_replaces_the_folder(hub, spec, tmp_path, model_files
 def test_sharded_checkpoint(hub, spec, tmp_path):
     files = _model_files(tmp_path, seed=1, max_shard_size="20KB")
     assert "model.safetensors.index.json" in files and "model.safetensors" not in files
-    shards = json.loads(files["model.safetensors.index.json"])["weight_map"].values()
+    shards = set(json.loads(files["model.safetensors.index.json"])["weight_map"].values())
     hub.repos[REPO]["commits"][COMMIT] = files
     dest = tmp_path / "w"
     download_weights(REPO, dest, **fast(hub))
-    assert set(shards) <= {p.name for p in dest.iterdir()} and len(set(shards)) > 1
-    assert build_backbone(spec, weights_dir=dest).embed_dim == 32
+    assert {p.name for p in dest.iterdir()} == shards | {"config.json", "model.safetensors.index.json",
+                                                        "preprocessor_config.json", MANIFEST}
+    assert len(shards) > 1 and build_backbone(spec, weights_dir=dest).embed_dim == 32
 
 
 def test_file_selection():
@@ -385,6 +558,19 @@ def test_cli_list_and_tiny(capsys):
     assert cli.main(["weights", "tiny"]) == 1
 
 
+def test_list_imports_nothing_heavy():
+    """`mdeaux weights --list` answers without torch, transformers or huggingface_hub (the backbone table
+    is data in model/specs.py; the model package face imports nothing)."""
+    code = textwrap.dedent("""
+        import sys
+        from mdeaux import cli
+        assert cli.main(["weights", "--list"]) == 0
+        print("heavy", [m for m in ("torch", "transformers", "huggingface_hub", "httpx2") if m in sys.modules])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "facebook/dinov2-giant" in out and "heavy []" in out, out
+
+
 def _git_dvc_repo(path: Path, scm: bool) -> None:
     path.mkdir()
     if scm:
@@ -397,18 +583,18 @@ needs_dvc = pytest.mark.skipif(shutil.which("dvc") is None or shutil.which("git"
 
 
 @needs_dvc
-def test_cli_dvc_add_in_a_git_dvc_repo(hub, spec, tmp_path, monkeypatch, capsys):
+def test_cli_dvc_add_in_a_git_dvc_repo(hub, spec, tmp_path, monkeypatch, capfd):
     repo = tmp_path / "proj"
     _git_dvc_repo(repo, scm=True)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("HF_ENDPOINT", hub.base)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    assert cli.main(["weights", spec, "--no-progress", "--check"]) == 0
+    assert cli.main(["weights", spec, "--no-progress", "--check", "--retries", "0"]) == 0
     dest = repo / "models" / "dinov2-tiny"  # default: models/<repo name in lower case>
     dvc_file = repo / "models" / "dinov2-tiny.dvc"
     assert verify_folder(dest) == [] and dvc_file.is_file()
     assert "path: dinov2-tiny" in dvc_file.read_text()
-    out = capsys.readouterr()
+    out = capfd.readouterr()
     assert "git add models/dinov2-tiny.dvc models/.gitignore && git commit" in out.out and "dvc push" in out.out
     assert TOKEN not in out.out + out.err
     # a second run changes nothing and does not run dvc again

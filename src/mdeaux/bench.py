@@ -30,16 +30,21 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from mdeaux.model import BACKBONES, build_model
-from mdeaux.model.backbone import FrozenBackbone, PATCH_SIZE
+from mdeaux.model.backbone import FrozenBackbone
+from mdeaux.model.depth_aux import build_model
+from mdeaux.model.specs import BACKBONES, PATCH_SIZE
 from mdeaux.params import parse
-from mdeaux.runs import resolve_config
-from mdeaux.train import Runtime, Trainer, aux_outputs, step_data, step_loader
+from mdeaux.runs.plan import resolve_config
+from mdeaux.training import tasks
+from mdeaux.training.config import RunConfig
+from mdeaux.training.runtime import Runtime
+from mdeaux.training.scheme import Trainer
+from mdeaux.training.stream import step_data, step_loader
 
 log = logging.getLogger(__name__)
 
 # Architectures of the real backbones, for random initialisation (no weights needed to time them):
-# dinov2/hub/backbones.py and the Hugging Face configs of facebook/dinov2-* (method.md §3.2, §6.3).
+# dinov2/hub/backbones.py and the Hugging Face configs of facebook/dinov2-*.
 ARCH = {
     "dinov2_vits14": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, use_swiglu_ffn=False),
     "dinov2_vitb14": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, use_swiglu_ffn=False),
@@ -79,7 +84,7 @@ def hidden_swiglu(d: int, mlp_ratio: int = 4) -> int:
     return (int(d * mlp_ratio * 2 / 3) + 7) // 8 * 8
 
 
-def bench_config(raw: dict, config: str, backbone: str) -> dict:
+def bench_config(raw: dict, config: str, backbone: str) -> RunConfig:
     """The resolved config of an MLDC run on NYUv2 with ADE20K, at the chosen configuration's sizes."""
     raw = copy.deepcopy(raw)
     raw["profile"] = "mini" if config == "mini" else "paper"
@@ -87,24 +92,20 @@ def bench_config(raw: dict, config: str, backbone: str) -> dict:
     params = parse(raw)
     cfg = resolve_config(params, depth="nyuv2", task="mldc", aux="ade20k", seed=0)
     if config == "real":
-        cfg["model"] = dict(cfg["model"], backbone=backbone, weights_dir=None)
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"backbone": backbone, "weights_dir": None})})
     return cfg
 
 
-def build(cfg: dict, config: str, rt: Runtime):
+def build(cfg: RunConfig, config: str, rt: Runtime):
     """The benchmark's model, initialised directly on the device (a random ViT-g is 1.1 B parameters)."""
-    model_cfg = dict(cfg["model"], aux_heads={"ade20k": aux_outputs("mldc", _spec("ade20k"))})
+    from mdeaux.data.datasets.registry import get
+
+    model_cfg = {**cfg.model.model_dump(), "aux_heads": {"ade20k": tasks.get("mldc").head_channels(get("ade20k"))}}
     torch.manual_seed(0)
     with torch.device(rt.device):
         if config == "mini":
             return build_model(model_cfg)
-        return build_model(model_cfg, backbone=random_backbone(cfg["model"]["backbone"]))
-
-
-def _spec(name):
-    from mdeaux.datasets.registry import get
-
-    return get(name)
+        return build_model(model_cfg, backbone=random_backbone(cfg.model.backbone))
 
 
 def _sync(rt: Runtime) -> None:
@@ -141,7 +142,7 @@ def floor_pass(trainer: Trainer, batch: dict) -> None:
     model = trainer.model
     for x, head in ((batch["depth"][0], model.depth_head), (batch["aux"][0], model.aux_heads[batch["aux_name"]])):
         x = x.to(trainer.rt.device)
-        with trainer.autocast():
+        with trainer.rt.autocast(trainer.train.precision):
             out = head(model.decoder(model.backbone(x)))
         out.float().mean().backward()
     model.zero_grad(set_to_none=True)
@@ -213,12 +214,12 @@ def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warm
     lines = [f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), loader workers {rt.workers}"]
     for config in configs:
         cfg = bench_config(raw, config, backbone)
-        aug = cfg["augment"]
-        what = cfg["model"]["backbone"] + (" (random weights)" if config == "real" else "")
+        aug = cfg.augment
+        what = cfg.model.backbone + (" (random weights)" if config == "real" else "")
         lines.append(
-            f"\n[{config}] {what}, decoder {cfg['model']['decoder_channels']} ch, depth crop "
-            f"{'x'.join(map(str, aug['nyuv2']['crop_size']))}, aux crop {'x'.join(map(str, aug['ade20k']['crop_size']))}, "
-            f"batch {cfg['train']['batch_size']} + {cfg['train']['batch_size']}, {cfg['train']['precision']}"
+            f"\n[{config}] {what}, decoder {cfg.model.decoder_channels} ch, depth crop "
+            f"{'x'.join(map(str, aug['nyuv2'].crop_size))}, aux crop {'x'.join(map(str, aug['ade20k'].crop_size))}, "
+            f"batch {cfg.train.batch_size} + {cfg.train.batch_size}, {cfg.train.precision}"
         )
         r = run_bench(paths, raw, config, backbone, steps, warmup, rt)
         consumed = 1000 / r.step_ms
@@ -232,7 +233,7 @@ def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warm
     if rt.device.type == "cuda":
         name, table_peak = peak_tflops(rt)
         peak = peak or table_peak
-        crop = bench_config(raw, "real", backbone)["augment"]["nyuv2"]["crop_size"]
+        crop = bench_config(raw, "real", backbone).augment["nyuv2"].crop_size
         images_s, tflops = backbone_throughput(backbone, rt, gpu_batch, crop[0], crop[1], steps)
         frac = f", {100 * tflops / peak:.1f} % of the {peak:g} TFLOP/s bf16 peak" if peak else " (unknown peak: pass --peak-tflops)"
         lines.append(f"\n[gpu] {name}: {backbone} forward, bf16, batch {gpu_batch} at {crop[0]}x{crop[1]}: "
@@ -240,5 +241,16 @@ def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warm
     return "\n".join(lines)
 
 
-def load_raw(paths) -> dict:
-    return yaml.safe_load(paths.params.read_text())
+def command(paths, params, args) -> None:
+    """``mdeaux bench``: print (and with ``--out`` write) the report."""
+    from mdeaux import atomic
+
+    torch.set_num_threads(params.runner.torch_threads)
+    rt = Runtime.setup(args.device or params.runner.device,
+                       params.runner.loader_workers if args.workers is None else args.workers, args.compile)
+    configs = ["mini", "real"] if args.config == "both" else [args.config]
+    raw = yaml.safe_load(paths.params.read_text())
+    text = report(paths, raw, configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch)
+    print(text)
+    if args.out:
+        atomic.write_text(args.out, text + "\n")

@@ -1,16 +1,15 @@
-"""The ``mdeaux`` command: one subcommand per pipeline stage.
+"""The ``mdeaux`` command: one subcommand per pipeline stage; this module parses and dispatches.
 
 Every stage reads params.yaml itself (no parameter value is ever spliced into a shell). Inside
-``dvc repro`` a per-dataset stage (``fetch@nyuv2``) takes its dataset from ``DVC_STAGE``.
+``dvc repro`` a per-dataset stage (``fetch@nyuv2``) takes its dataset from ``DVC_STAGE``. What each
+command does lives with its concept: data/stages.py, runs/ (train, run-one, runs), report/, bench.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ def _context():
 
 def _dataset_arg(value: str | None, params) -> list[str]:
     """The datasets a per-dataset stage works on: the argument, DVC_STAGE's item, or all of them."""
-    from mdeaux.datasets.registry import get
+    from mdeaux.data.datasets.registry import get
 
     if value is None:
         stage = os.environ.get("DVC_STAGE", "")
@@ -66,277 +65,58 @@ def _dataset_arg(value: str | None, params) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------
 def cmd_synth(args) -> None:
-    from mdeaux.synth.writers import write_mirror
+    from mdeaux.data import stages
 
-    paths, params = _context()
-    if params.profile != "mini":
-        log.info("profile %r reads real data: no synthetic world is written", params.profile)
-        paths.mirror.mkdir(parents=True, exist_ok=True)
-        (paths.mirror / "README.md").write_text(f"profile {params.profile}: no synthetic archives (real sources are used)\n")
-        return
-    counts = {name: c.model_dump(exclude_none=True) for name, c in params.synth.counts.items() if name in params.datasets}
-    start = time.perf_counter()
-    write_mirror(paths.mirror, counts, seed=params.synth.seed, workers=params.prepare.workers)
-    log.info("synthetic world written to %s in %.1f s", paths.mirror, time.perf_counter() - start)
+    stages.synth(*_context())
 
 
 def cmd_fetch(args) -> None:
-    from mdeaux.datasets.registry import get
-    from mdeaux.fetch import fetch_dataset
+    from mdeaux.data import stages
 
     paths, params = _context()
-    for name in _dataset_arg(args.dataset, params):
-        record = fetch_dataset(
-            get(name),
-            paths.raw_of(name),
-            profile=params.profile,
-            mirror_dir=paths.mirror_of(name),
-            manual_dir=paths.manual / name,
-            retries=params.fetch.retries,
-        )
-        log.info("%s: fetched %d archive(s) into %s", name, len(record.get("archives", record)), paths.raw_of(name))
+    stages.fetch(paths, params, _dataset_arg(args.dataset, params))
 
 
 def cmd_prepare(args) -> None:
-    from mdeaux.datasets.registry import get
-    from mdeaux.prepare import prepare_dataset
+    from mdeaux.data import stages
 
     paths, params = _context()
-    for name in _dataset_arg(args.dataset, params):
-        manifest = prepare_dataset(
-            get(name),
-            paths.raw_of(name),
-            paths.prepared_of(name),
-            workers=params.prepare.workers,
-            shard_rows=params.prepare.shard_rows,
-            check_pinned=params.profile == "paper",
-        )
-        log.info("%s: prepared %s", name, manifest.get("counts"))
+    stages.prepare(paths, params, _dataset_arg(args.dataset, params))
 
 
 def cmd_validate(args) -> None:
-    from mdeaux.datasets.registry import get
-    from mdeaux.validate import validate_dataset
+    from mdeaux.data import stages
 
     paths, params = _context()
-    for name in _dataset_arg(args.dataset, params):
-        spec = get(name)
-        # exact split sizes: what the mini world wrote, or the official sizes where published
-        expected = dict(spec.official_counts) or None
-        if params.profile == "mini":
-            counts = params.synth.counts.get(name)
-            expected = counts.model_dump(exclude_none=True) if counts else None
-        validate_dataset(
-            spec,
-            paths.prepared_of(name),
-            paths.validation_reports / name,
-            min_valid_frac=params.validate_.min_valid_frac,
-            expected_counts=expected,
-            max_depth_sanity=params.validate_.max_depth_sanity,
-        )
-        log.info("%s: validation passed; report in %s", name, paths.validation_reports / name / "index.html")
+    stages.validate(paths, params, _dataset_arg(args.dataset, params))
 
 
 def cmd_split(args) -> None:
-    from mdeaux.prepare import PreparedDataset
-    from mdeaux.split import write_splits
+    from mdeaux.data import stages
 
-    paths, params = _context()
-    prepared = {name: PreparedDataset(paths.prepared_of(name)) for name in params.datasets}
-    written = write_splits(prepared, paths.splits, params.split.fractions, params.split.seed, params.split.subsets)
-    log.info("splits written: %s", ", ".join(str(p) for p in written.values()))
+    stages.split(*_context())
 
 
 def cmd_runs(args) -> None:
-    from mdeaux.runs import gpu_hours, is_done, plan, planned_configs, test_image_count
+    from mdeaux.runs.overview import show
 
-    paths, params = _context()
-    runs = plan(paths, params, write=args.write)
-    done = sum(is_done(paths, r.id) for r in runs)
-    print(f"{len(runs)} run(s) planned, {done} done, {len(runs) - done} missing (store: {paths.runs})")
-    if not args.cost:
-        for r in runs:
-            state = "done   " if is_done(paths, r.id) else "missing"
-            print(f"  {r.id}  {state}  {r.label:<44} studies: {', '.join(r.studies)}")
-    per_study = {name: sum(1 for _, s in planned_configs(params) if s == name) for name in params.studies}
-    print(f"\n{'study':<18} {'title':<24} {'runs':>6} {'shared':>7}" + ("   GPU hours (train + eval)" if args.cost else ""))
-    images = {}
-    hours: dict[str, list[float]] = {}
-    for r in runs:
-        name = r.config["depth_dataset"]
-        if name not in images:
-            images[name] = test_image_count(paths, name, params.profile)
-        hours[r.id] = list(gpu_hours(r, params.runner.cost.step_seconds, params.runner.cost.eval_image_seconds, images[name]))
-    for name, study in params.studies.items():
-        shared = sum(1 for r in runs if name in r.studies and len(r.studies) > 1)  # also used by another study
-        line = f"{name:<18} {study.title:<24} {per_study[name]:>6} {shared:>7}"
-        if args.cost:
-            train_h = sum(hours[r.id][0] for r in runs if name in r.studies)
-            eval_h = sum(hours[r.id][1] for r in runs if name in r.studies)
-            line += f"   {train_h + eval_h:9.1f} ({train_h:.1f} + {eval_h:.1f})"
-        print(line)
-    total = f"{'all studies':<18} {'(deduplicated)':<24} {sum(per_study.values()):>6} {len(runs):>7}"
-    if args.cost:
-        train_h, eval_h = sum(h[0] for h in hours.values()), sum(h[1] for h in hours.values())
-        total += f"   {train_h + eval_h:9.1f} ({train_h:.1f} + {eval_h:.1f})"
-        missing_h = sum(sum(hours[r.id]) for r in runs if not is_done(paths, r.id))
-        total += (f"\nmissing runs: {missing_h:.1f} GPU hours. Assumes {params.runner.cost.step_seconds} s per global step "
-                  f"and {params.runner.cost.eval_image_seconds} s per test image (runner.cost, from `mdeaux bench`); "
-                  f"test images: {'official counts' if params.profile == 'paper' else 'the split files'}")
-    print(total)
+    print(show(*_context(), write=args.write, cost=args.cost))
 
 
 def cmd_train(args) -> None:
-    """Plan the runs, hand the missing ones to Snakemake, collect all results."""
-    from mdeaux import atomic, tracking
-    from mdeaux.runs import is_done, plan
+    from mdeaux.runs.snakemake import train
 
-    paths, params = _context()
-    profile = None  # a Snakemake profile (pipeline/profiles/<name> or a folder): docs/slurm.md
-    if args.profile:
-        named = paths.root / "pipeline" / "profiles" / args.profile
-        profile = Path(args.profile).resolve() if Path(args.profile).is_dir() else named if named.is_dir() else None
-        if profile is None or not any((profile / f).is_file() for f in ("config.yaml", "profile.yaml")):
-            known = sorted(p.name for p in (paths.root / "pipeline" / "profiles").glob("*") if p.is_dir())
-            raise FileNotFoundError(f"--profile {args.profile}: expected a folder holding a Snakemake profile (config.yaml "
-                                    f"or profile.yaml), a path or one of pipeline/profiles/: {', '.join(known) or 'none'}")
-    runs = plan(paths, params)
-    missing = [r for r in runs if not is_done(paths, r.id)]
-    log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
-    if missing:
-        tracking.prepare(paths, params)  # DB, experiment and study parent runs before fan-out (warns, never raises)
-        snakefile = paths.root / "pipeline" / "Snakefile"
-        if not snakefile.is_file():
-            raise FileNotFoundError(f"{snakefile} is missing: run mdeaux from the mdeaux repository root")
-        cmd = [
-            sys.executable, "-m", "snakemake",
-            "--snakefile", str(snakefile),
-            "--directory", str(paths.root),
-            *(["--profile", str(profile)] if profile else []),  # its cores/jobs/executor, unless --cores is given
-            *(["--cores", str(args.cores or params.runner.cores)] if args.cores or not profile else []),
-            "--rerun-triggers", "mtime",
-            "--keep-going",
-            "--ignore-incomplete",  # metrics.json is written atomically: a killed job leaves no half output
-            "--printshellcmds",
-        ]  # fmt: skip
-        log.info("running: %s", " ".join(cmd))
-        result = subprocess.run(cmd, cwd=paths.root)
-        failed = [r for r in missing if not is_done(paths, r.id)]
-        if result.returncode != 0 or failed:
-            logs = ", ".join(str(paths.run_dir(r.id) / "train.log") for r in failed)
-            raise SystemExit(f"{len(failed)} run(s) failed; see {logs or 'the Snakemake output above'}")
-    records = []
-    for r in runs:
-        metrics = json.loads((paths.run_dir(r.id) / "metrics.json").read_text())
-        records.append({"id": r.id, "label": r.label, "studies": list(r.studies), "config": r.config, "inputs": r.inputs, "metrics": metrics})
-    summary = {
-        "profile": params.profile,
-        "trained": [r.id for r in missing],
-        "reused": [r.id for r in runs if r not in missing],
-        "runs": records,
-    }
-    atomic.write_json(paths.results / "train.json", summary)
-    log.info("trained %d run(s), reused %d; results in %s", len(summary["trained"]), len(summary["reused"]), paths.results / "train.json")
-    # runs whose tracker could not reach MLflow (offline SLURM nodes, a server that was down) are
-    # imported from runs/<id>/ now; runs already tracked are skipped
-    parents = tracking.prepare(paths, params)
-    if parents:
-        counts = tracking.import_done(paths, runs, parents)
-        log.info("MLflow (%s): %d run(s) imported, %d already tracked", paths.mlflow_uri, counts["imported"], counts["tracked"])
+    train(*_context(), cores=args.cores, profile_name=args.profile)
 
 
 def cmd_run_one(args) -> None:
-    """Train one planned run (what each Snakemake job executes); under torchrun, one process of it."""
-    import fcntl
+    from mdeaux.runs.execute import run_one
 
-    from mdeaux.runs import load_run
-
-    paths, params = _context()
-    run = load_run(paths, args.run_id)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 holds the run's lock
-        _run_one(run, paths, params, args)
-        return
-    # one trainer per run id, also across queued DVC experiments sharing the run store
-    with open(paths.run_dir(run.id) / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        _run_one(run, paths, params, args)
-
-
-def _run_one(run, paths, params, args) -> None:
-    import torch
-
-    from mdeaux import atomic, tracking, visuals
-    from mdeaux.runs import is_done, plan
-    from mdeaux.train import CHECKPOINT, Preempted, Runtime, train_run
-
-    if is_done(paths, run.id) and not args.force:
-        log.info("%s is already done (%s)", run.id, paths.run_dir(run.id) / "metrics.json")
-        return
-    torch.set_num_threads(params.runner.torch_threads)
-    rt = Runtime.setup(params.runner.device, params.runner.loader_workers, params.runner.compile)
-    if rt.world > 1:
-        log.info("%s: process %d of %d on %s", run.id, rt.rank, rt.world, rt.device)
-    tracker = None
-    run_dir = paths.run_dir(run.id)
-    id_file = run_dir / tracking.ID_FILE
-    whole = False  # the MLflow run holds every step (not only those after a resume)
-    if rt.main:
-        planned = next((r for r in plan(paths, params, write=False) if r.id == run.id), run)  # with its studies
-        tags = tracking.run_tags(planned, paths.root, extra={"processes": str(rt.world), "device": str(rt.device)})
-        atomic.write_json(run_dir / tracking.TAGS_FILE, tags)  # for `mdeaux train`'s import if MLflow is unreachable
-        resuming = (run_dir / CHECKPOINT).is_file()
-        if not resuming:
-            id_file.unlink(missing_ok=True)  # a fresh (or --force) training is a new MLflow run
-        # a run resumed from its checkpoint continues its MLflow run
-        resume = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        study = planned.studies[0] if planned.studies else None
-        expected = run.config["train"]["iterations"] * params.runner.cost.step_seconds  # runner.cost (mdeaux bench)
-        tracker = tracking.Tracker(
-            paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts, run_id=resume,
-            parent=(study, params.studies[study].title) if study in params.studies else None,
-            lock=paths.runs / ".mlflow.lock", system_metrics_interval=tracking.sampling_interval(expected),
-        )
-        whole = not resuming or tracker.resumed
-        if tracker.run_id:
-            atomic.write_text(id_file, tracker.run_id + "\n")
-        if not tracker.resumed:
-            tracker.params(run.config)
-    try:
-        result = train_run(run, paths, tracker=tracker, progress=not args.no_progress, rt=rt,
-                           predictions=params.runner.save_predictions)
-    except Preempted as stop:
-        if tracker is not None:
-            tracker.finish("KILLED")
-        log.warning("%s", stop)
-        raise SystemExit(Preempted.exit_code) from None
-    except BaseException:
-        if tracker is not None:
-            tracker.finish("FAILED")
-        raise
-    finally:
-        if rt.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    if tracker is None:
-        return
-    try:
-        figures = visuals.write_figures(run_dir)  # curves.png, predictions.png (also without MLflow)
-    except Exception as err:  # noqa: BLE001 - a figure is not worth the run
-        log.warning("%s: could not draw the figures (%s)", run.id, err)
-        figures = []
-    for name in tracking.RUN_FILES:
-        tracker.artifact(run_dir / name)
-    for figure in figures:
-        tracker.artifact(figure, "plots")
-    tracker.metrics({f"best.{k}": v for k, v in result["best"].items()}, step=result["iterations"])
-    tracker.metrics({f"final.{k}": v for k, v in result["final"].items()}, step=result["iterations"])
-    tracker.metrics({"train_seconds": result["train_seconds"]}, step=result["iterations"])
-    if whole:
-        tracker.mark_complete()
-    tracker.finish()
+    run_one(*_context(), args.run_id, force=args.force, progress=not args.no_progress)
 
 
 def cmd_report(args) -> None:
-    from mdeaux.report import write_reports
+    from mdeaux.report.build import write_reports
 
     paths, params = _context()
     written = write_reports(paths, params)
@@ -344,7 +124,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_weights(args) -> None:
-    from mdeaux.weights import command
+    from mdeaux.model.weights import command
 
     command(args)
 
@@ -356,22 +136,23 @@ def cmd_params(args) -> None:
     print(yaml.safe_dump(params.model_dump(by_alias=True), sort_keys=False))
 
 
+def cmd_smoke(args) -> None:
+    import subprocess
+
+    from mdeaux.params import load_overlay, set_args
+    from mdeaux.paths import Paths
+
+    paths = Paths()
+    cmd = ["dvc", "exp", "run", *set_args(load_overlay(paths.smoke)), *args.dvc_args]
+    log.info("running: %s", " ".join(cmd))
+    if subprocess.run(cmd, cwd=paths.root).returncode:
+        raise SystemExit(f"the smoke experiment failed: {' '.join(cmd)}")
+
+
 def cmd_bench(args) -> None:
-    import torch
+    from mdeaux.bench import command
 
-    from mdeaux import atomic
-    from mdeaux.bench import load_raw, report
-    from mdeaux.train import Runtime
-
-    paths, params = _context()
-    torch.set_num_threads(params.runner.torch_threads)
-    rt = Runtime.setup(args.device or params.runner.device,
-                       params.runner.loader_workers if args.workers is None else args.workers, args.compile)
-    configs = ["mini", "real"] if args.config == "both" else [args.config]
-    text = report(paths, load_raw(paths), configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch)
-    print(text)
-    if args.out:
-        atomic.write_text(args.out, text + "\n")
+    command(*_context(), args)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add("report", cmd_report, "render reports/: every table and figure of the paper beside its numbers, index.html, metrics.json, curves for `dvc plots`")
     add("params", cmd_params, "print the resolved parameters of the active profile")
+    sp = add("smoke", cmd_smoke, "run the whole DAG on the smoke world (pipeline/smoke.yaml: every reader, every study "
+             "on NYUv2 with one value per axis, 4 steps) as a DVC experiment")
+    sp.add_argument("dvc_args", nargs="*", help="more `dvc exp run` arguments, after --, e.g. -- -n my-smoke")
     sp = add("bench", cmd_bench, "time a global step against its floor (backbone fwd + decoder fwd/bwd), the loader "
              "against consumption, and peak memory; on a GPU also the backbone's bf16 images/s and share of peak")
     sp.add_argument("--config", choices=["mini", "real", "both"], default="both",
@@ -425,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, help="also write the report to this file")
     sp = add("weights", cmd_weights, "download a backbone's pretrained weights (verified, pinned to a commit) "
              "into models/<name> and track them with DVC, for compute nodes without internet")
-    from mdeaux.weights import add_arguments as _weights_arguments
+    from mdeaux.model.weights import add_arguments as _weights_arguments
 
     _weights_arguments(sp)
     return p

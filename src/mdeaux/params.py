@@ -2,7 +2,10 @@
 
 A value written as ``{mini: x, paper: y}`` is resolved for the active profile first; the result is
 validated by a strict schema: an unknown key, a wrong type or a value out of range raises
-``ParamsError`` naming the key, the value and what is allowed.
+``ParamsError`` naming the key, the value and what is allowed. Each dataset's transform settings are
+its ``augment`` recipe with the dataset's differences (``apply_recipes``); ``overlay`` applies dotted
+keys as ``dvc exp run -S`` does (the smoke world, pipeline/smoke.yaml). The whole schema of params.yaml
+is this one module (about 440 lines).
 """
 
 from __future__ import annotations
@@ -11,12 +14,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from mdeaux.datasets.registry import REGISTRY
+from mdeaux.data.datasets.registry import REGISTRY
+from mdeaux.training.tasks import TASKS, study_tasks
 
 PROFILES = ("mini", "paper")
-TASKS = ("mldc", "segmentation", "reconstruction", "slc")  # the paper's auxiliary tasks (§3) + App. C.1 single-label
+# How the report can draw a study (params.yaml studies.<name>.render): one function each in
+# report/renderers.py, which checks at import that it implements exactly these.
+RENDERERS = ("table", "fig1_alpha", "fig3_aux", "fig4_fraction", "fig5")
 
 
 class ParamsError(ValueError):
@@ -145,23 +158,39 @@ class SegAugment(Strict):
     photometric: bool
 
 
-STUDY_TASKS = ("baseline", *TASKS)
 NonEmpty = Field(min_length=1)
+
+
+def _one_of(value: str, allowed, what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+    return value
 
 
 class Study(Strict):
     """One table or figure of the paper as axes over runs (see params.yaml `studies`)."""
 
     title: str
+    render: str  # how the report draws it: one of RENDERERS
     depth: Annotated[list[str], NonEmpty]
     aux: list[str] = []  # names in `aux_sets` or single segmentation datasets
-    tasks: Annotated[list[Literal[STUDY_TASKS]], NonEmpty]  # type: ignore[valid-type]
+    tasks: Annotated[list[str], NonEmpty]  # "baseline" and names in training/tasks.py TASKS
     seeds: Annotated[list[Annotated[int, Field(ge=0)]], NonEmpty]
     alpha: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = None  # None: the top-level alpha
     beta: list[Annotated[float, Field(gt=0.0)]] | None = None  # the beta variant instead of alpha
     gamma: list[Annotated[float, Field(gt=0.0)]] = [1.0]  # baseline decoder LR factor
     fraction: list[Annotated[float, Field(gt=0.0, le=1.0)]] = [1.0]
     model: dict[str, Any] = {}  # overrides of the `model` section
+
+    @field_validator("render")
+    @classmethod
+    def _known_renderer(cls, v: str) -> str:
+        return _one_of(v, RENDERERS, "renderer")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        return [_one_of(t, study_tasks(), "task") for t in v]
 
     @model_validator(mode="after")
     def _axes_fit(self) -> Study:
@@ -202,8 +231,13 @@ class Runner(Strict):
 
 
 class Ours(Strict):
-    task: Literal[TASKS]  # type: ignore[valid-type]
+    task: str  # a name in training/tasks.py TASKS
     aux: str  # a name in aux_sets or one segmentation dataset (checked in Params)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        return _one_of(v, TASKS, "task")
 
 
 class Report(Strict):
@@ -315,6 +349,24 @@ def _format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
+def apply_recipes(augment: dict, source: str = "params.yaml") -> dict[str, dict]:
+    """Each dataset's transform settings: its base recipe (``augment.recipes.<name>``) updated with the
+    dataset's own differences, e.g. ``kitti: {recipe: toolbox_nyu, kb_crop: true, ...}``."""
+    recipes = augment.get("recipes") or {}
+    if not isinstance(recipes, dict):
+        raise ParamsError(f"{source}: augment.recipes: expected a mapping of recipe names to settings")
+    out = {}
+    for name, entry in augment.items():
+        if name == "recipes":
+            continue
+        if not isinstance(entry, dict) or entry.get("recipe") not in recipes:
+            got = entry.get("recipe") if isinstance(entry, dict) else entry
+            raise ParamsError(f"{source}: augment.{name}.recipe: {got!r} is not a recipe; "
+                              f"allowed: {', '.join(recipes) or 'none (add augment.recipes)'}")
+        out[name] = {**recipes[entry["recipe"]], **{k: v for k, v in entry.items() if k != "recipe"}}
+    return out
+
+
 def parse(raw: Any, source: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
@@ -322,6 +374,8 @@ def parse(raw: Any, source: str = "params.yaml") -> Params:
     if profile not in PROFILES:
         raise ParamsError(f"{source}: profile: {profile!r} is not allowed; allowed: {', '.join(PROFILES)}")
     resolved = resolve_profile(raw, profile)
+    if isinstance(resolved.get("augment"), dict):
+        resolved["augment"] = apply_recipes(resolved["augment"], source)
     try:
         params = Params.model_validate(resolved)
     except ValidationError as err:
@@ -345,3 +399,46 @@ def load(path: Path | str) -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse(raw, str(path.name))
+
+
+def overlay(raw: dict, changes: dict[str, Any]) -> dict:
+    """``raw`` (params.yaml as loaded) with ``changes`` applied: dotted keys, as ``dvc exp run -S`` sets them."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    for key, value in changes.items():
+        node, *path = out, *key.split(".")
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ParamsError(f"overlay key {key!r}: {part!r} is not a section of params.yaml")
+            node = node[part]
+        node[path[-1]] = copy.deepcopy(value)
+    return out
+
+
+def set_args(changes: dict[str, Any]) -> list[str]:
+    """``changes`` as ``dvc exp run`` arguments (``-S key=value``, values in Hydra's override syntax)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, list):
+            return "[" + ",".join(value(x) for x in v) + "]"
+        if isinstance(v, bool):
+            return str(v).lower()
+        return str(v)
+
+    def leaves(prefix: str, v: Any):
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                yield from leaves(f"{prefix}.{k}", sub)
+        else:
+            yield prefix, v
+
+    return [arg for key, v in changes.items() for k, leaf in leaves(key, v) for arg in ("-S", f"{k}={value(leaf)}")]
+
+
+def load_overlay(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    changes = yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not isinstance(changes, dict):
+        raise ParamsError(f"{path}: expected a mapping of dotted params.yaml keys to values")
+    return changes

@@ -4,7 +4,9 @@ The repository root is found from the current directory (the folder holding ``dv
 same code works in a checkout, inside ``dvc exp run --temp`` copies and in tests that build a
 project in a temporary folder. ``store_root()`` is where the shared, content-addressed run store and
 the MLflow database live: the repository root, or, inside a queued DVC experiment (which runs in a
-copy under ``.dvc/tmp/exps/``), the parent repository named by ``DVC_ROOT`` (research/tooling.md §1.2).
+copy under ``.dvc/tmp/exps/``), the parent repository named by ``DVC_ROOT``, which DVC sets for
+every stage command (DVC's ``dvc/stage/run.py``, ``dvc/repo/experiments/queue/base.py``; in a queued
+experiment it names the parent repository, not the temporary copy).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Paths:
     def __init__(self, root: Path | None = None):
         self.root = (root or repo_root()).resolve()
         self.params = self.root / "params.yaml"
+        self.smoke = self.root / "pipeline" / "smoke.yaml"  # the smoke world: an overlay of params.yaml
         self.data = self.root / "data"
         self.mirror = self.data / "mirror"
         self.manual = self.data / "manual"
@@ -66,6 +69,3 @@ class Paths:
 
     def split_of(self, dataset: str) -> Path:
         return self.splits / f"{dataset}.json"
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.runs / run_id

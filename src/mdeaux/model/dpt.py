@@ -1,11 +1,12 @@
-"""Shared DPT decoders g_theta (method.md §2.1).
+"""Shared DPT decoders g_theta (paper §3, Fig. 2; where the decoder ends and the heads begin is our
+choice, docs/choices.md "decoder / head split").
 
-``DPTDecoder``: DINOv2's ``DPTHead`` without its final depth conv (method.md §3.3). Module and attribute
+``DPTDecoder``: DINOv2's ``DPTHead`` without its final depth conv (``conv_depth``). Module and attribute
 names follow dinov2/eval/depth/models/decode_heads/dpt_head.py and dinov2/hub/depth/decode_heads.py
 (``reassemble_blocks``, ``convs``, ``fusion_blocks``, ``project``; ``ConvModule.conv``), so the state-dict
 keys match DINOv2's released DPT heads (minus ``conv_depth``, which is our ``DepthHead``).
 
-``DepthAnythingDecoder``: Depth Anything V1's ``DPTHead`` up to ``path_1`` (paper Table 4, method.md §5.1;
+``DepthAnythingDecoder``: Depth Anything V1's ``DPTHead`` up to ``path_1`` (paper Table 4;
 LiheYoung/Depth-Anything depth_anything/dpt.py and blocks.py). Its names (``projects``, ``resize_layers``,
 ``scratch.layer{1..4}_rn``, ``scratch.refinenet{1..4}.{resConfUnit1,resConfUnit2,out_conv}``) mirror
 Depth Anything's ``depth_head.*`` keys; the output convs are ``DepthAnythingDepthHead`` (heads.py).
@@ -57,7 +58,7 @@ class ConvModule(nn.Module):
 
 
 class ReassembleBlocks(nn.Module):
-    """Tokens of 4 ViT levels -> 4 feature maps at x4, x2, x1, x1/2 the patch grid (method.md §3.3 item 1)."""
+    """Tokens of 4 ViT levels -> 4 feature maps at x4, x2, x1, x1/2 the patch grid (dinov2 ReassembleBlocks)."""
 
     def __init__(self, in_channels: int, out_channels: Sequence[int], readout_type: str):
         super().__init__()
@@ -92,7 +93,7 @@ class ReassembleBlocks(nn.Module):
                 x = x.permute(0, 2, 1).reshape(feature_shape)
             elif self.readout_type == "add":
                 x = (x.flatten(2) + cls_token.unsqueeze(-1)).reshape(feature_shape)
-            # "ignore": the CLS token is dropped (Depth Anything use_clstoken=False, method.md §5.1)
+            # "ignore": the CLS token is dropped (depth_anything/dpt.py use_clstoken=False)
             x = self.projects[i](x)
             out.append(self.resize_layers[i](x))
         return out
@@ -180,7 +181,7 @@ class DPTDecoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Depth Anything V1 (paper Table 4, method.md §5.1)
+# Depth Anything V1 (paper Table 4; LiheYoung/Depth-Anything depth_anything/dpt.py)
 # ----------------------------------------------------------------------------------------------------
 DA_READOUT_TYPES = ("ignore", "project")  # depth_anything/dpt.py use_clstoken False / True
 DA_OUTPUT_STRIDE = 8  # path_1 is 8x the patch grid: layer1 is x4, refinenet1 upsamples x2
@@ -236,7 +237,7 @@ class DAFeatureFusionBlock(nn.Module):
 class DepthAnythingDecoder(nn.Module):
     """Depth Anything's DPTHead up to ``path_1``: (B, features, 8h, 8w) for a patch grid h x w, any parity.
 
-    Defaults are the ViT-L configuration of paper Table 4 (method.md §5.1): ``DPT_DINOv2(encoder='vitl',
+    Defaults are the ViT-L configuration of paper Table 4 (depth_anything/dpt.py): ``DPT_DINOv2(encoder='vitl',
     features=256, out_channels=[256, 512, 1024, 1024], use_bn=False, use_clstoken=False)``. All layers keep
     PyTorch's default init (Depth Anything uses plain ``nn.Conv2d``). Attributes ``embed_dim``,
     ``channels``, ``post_process_channels`` and ``readout_type`` are named as on ``DPTDecoder``.

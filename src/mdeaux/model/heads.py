@@ -1,4 +1,6 @@
-"""Small task heads on the shared DPT decoder output (method.md §2.1, §3.3 item 5, §5.1)."""
+"""Small task heads on the shared DPT decoder output (paper §3: "only separate the smaller task-specific
+heads"; DINOv2 ``HeadDepth`` in dinov2/hub/depth/decode_heads.py, Depth Anything depth_anything/dpt.py;
+the split is our choice, docs/choices.md "decoder / head split")."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_DEPTH = 0.001  # dinov2 hub/depthers.py min_depth=0.001 (method.md §3.3)
+MIN_DEPTH = 0.001  # dinov2/hub/depthers.py min_depth=0.001
 
 
 class Interpolate(nn.Module):
@@ -51,7 +53,7 @@ OUTPUT_INITS = ("default", "positive")  # DepthAnythingDepthHead: PyTorch's init
 
 
 class DepthAnythingDepthHead(nn.Module):
-    """h_phi for the Depth Anything decoder (paper Table 4, method.md §5.1): Depth Anything's depth output
+    """h_phi for the Depth Anything decoder (paper Table 4; depth_anything/dpt.py): Depth Anything's depth output
     convs on ``path_1``, then ``+ min_depth``.
 
     (B, C, 8h, 8w) -> ``scratch.output_conv1`` Conv3x3(C -> C/2) -> bilinear resize (align_corners=True) to
@@ -117,7 +119,8 @@ class DepthAnythingDepthHead(nn.Module):
 class ClassHead(nn.Module):
     """h_psi: Conv3x3(C -> C), ReLU, Conv1x1(C -> K) logits at the decoder resolution.
 
-    Depth Anything's ``nclass > 1`` output head (depth_anything/dpt.py, method.md §5.1); used for
+    Depth Anything's ``nclass > 1`` output head (depth_anything/dpt.py; our choice of aux head,
+    docs/choices.md); used for
     segmentation, dense multi-label classification and (K = 3) image reconstruction. PyTorch default init.
     """
 

@@ -1,0 +1,118 @@
+"""``mdeaux report``: every table and figure of the paper regenerated from the runs, beside the
+published numbers.
+
+Input: ``results/train.json`` (the train stage) and the run store (``runs/<id>/``: curves,
+predictions, MLflow run id). Every study is drawn by the renderer it names (report/renderers.py).
+Output, in ``reports/``:
+
+- ``index.html``: the page to open first (report/page.py);
+- ``tables/<study>.md|.tex`` and ``tables/<study>_metrics.md|.tex`` (every metric) of each table study;
+- ``figures/<name>.png|.svg`` of each figure study;
+- ``curves/{loss_depth,abs_rel}/<study>.csv``: training curves for ``dvc plots show``;
+- ``metrics.json``: the headline numbers (every table cell, gains, mean gains) for ``dvc exp show``.
+
+Everything is computed before anything is replaced, so an error leaves the previous reports whole.
+Published values: ``paper_values.yaml``. In the mini profile every page says that the numbers come
+from synthetic data and a tiny backbone and are not comparable with the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mdeaux import atomic
+from mdeaux.report import figures, tables
+from mdeaux.report.page import index_html, mlflow_links
+from mdeaux.report.renderers import RENDERERS, Context
+from mdeaux.runs.plots import read_table
+from mdeaux.runs.store import RunDir, RunStore
+
+MINI_WARNING = (
+    "These numbers come from the synthetic mini world, a tiny randomly initialised frozen backbone and a decoder "
+    "trained for a few dozen steps. They test the pipeline end to end and are not comparable with the paper's "
+    "numbers shown beside them."
+)
+CURVES = {"loss_depth": RunDir.CURVES, "abs_rel": RunDir.EVALS}  # reports/curves/<column>/ <- runs/<id>/<file>
+
+
+def paper_values() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("mdeaux.report").joinpath("paper_values.yaml").read_text())
+
+
+def write_tables(folder: Path, built: list[tables.Table]) -> list[Path]:
+    written = []
+    for table in built:
+        metrics = tables.MetricsTable(table)
+        for name, text in ((f"{table.key}.md", table.to_markdown()), (f"{table.key}.tex", table.to_latex()),
+                           (f"{table.key}_metrics.md", metrics.to_markdown()), (f"{table.key}_metrics.tex", metrics.to_latex())):
+            atomic.write_text(folder / name, text)
+            written.append(folder / name)
+    return written
+
+
+def curves_table(store: RunStore, runs: list[dict], column: str, points: int) -> pd.DataFrame:
+    """Long table (run, step, ``column``) of the runs, at most ``points`` rows per run (bin means)."""
+    frames = []
+    for run in runs:
+        f = store[run["id"]] / CURVES[column]
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: run {run['label']} ({run['id']}) has no {CURVES[column]}; "
+                                    "retrain it (`mdeaux train`)")
+        data = read_table(f)
+        if column not in data.columns:
+            continue
+        data = data[["step", column]].dropna()
+        bins = (data["step"] - 1) * points // max(1, int(data["step"].max()))
+        data = data.groupby(bins).mean() if len(data) > points else data
+        frames.append(data.assign(run=run["label"])[["run", "step", column]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "step", column])
+
+
+def build_curves(paths, params, runs: list[dict]) -> dict[str, str]:
+    """{"<column>/<study>.csv": CSV text} of every study's training curves."""
+    store = RunStore(paths.runs)
+    return {f"{column}/{study}.csv": curves_table(store, [r for r in runs if study in r["studies"]], column,
+                                                   params.report.curve_points).to_csv(index=False, float_format="%.6g")
+            for column in CURVES for study in params.studies}
+
+
+def write_reports(paths, params) -> list[Path]:
+    train_file = paths.results / "train.json"
+    if not train_file.is_file():
+        raise FileNotFoundError(f"{train_file} is missing: run `dvc repro train` (or `mdeaux train`) first")
+    runs = json.loads(train_file.read_text())["runs"]
+    ctx = Context(paths, params, runs, paper_values(), MINI_WARNING if params.profile == "mini" else "")
+    reports = paths.reports
+
+    # everything is computed first: an error (a missing file, no run pair) leaves the old reports whole
+    built: list[tables.Table] = []
+    figs: dict[str, tuple[Any, str]] = {}
+    for name, study in params.studies.items():
+        out = RENDERERS[study.render](ctx, name, study)
+        built += out.tables
+        figs.update(out.figures)
+    curves = build_curves(paths, params, runs)
+    link, link_note = mlflow_links(paths, params, runs)
+    validation = sorted(p.parent.name for p in (reports / "validation").glob("*/index.html"))
+    page = index_html(params, built, {k: v[1] for k, v in figs.items()}, link, link_note, runs, validation, ctx.warning)
+
+    written: list[Path] = []
+    for sub in ("tables", "figures", "curves"):  # outputs of this stage only: nothing stale survives
+        if (reports / sub).exists():
+            shutil.rmtree(reports / sub)
+    written += write_tables(reports / "tables", built)
+    for name, (fig, _) in figs.items():
+        written += figures.save(fig, reports / "figures" / name)
+    for rel, text in curves.items():
+        atomic.write_text(reports / "curves" / rel, text)
+        written.append(reports / "curves" / rel)
+    atomic.write_text(reports / "index.html", page)
+    atomic.write_json(reports / "metrics.json", {"profile": params.profile, **{t.key: t.metrics() for t in built}})
+    return written + [reports / "index.html", reports / "metrics.json"]

@@ -1,0 +1,91 @@
+"""Evaluation with the Monocular-Depth-Estimation-Toolbox protocol (docs/protocol.md), and the best
+value reached during training (paper Eq. 1).
+
+Each test image goes through the dataset-level view (KITTI's KB crop with its ground truth; a resize
+such as SUN RGB-D's 480x640 for the image only); the prediction, clamped to the dataset's depth range,
+is resized back to the ground truth's original size, as DINOv2's encode_decode resizes to ori_shape
+(dinov2 hub/depth/encoder_decoder.py); with flip TTA the prediction on the flipped image is flipped back and averaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mdeaux.data.prepare import PreparedDataset
+from mdeaux.params import DepthAugment
+from mdeaux.training.depth_transforms import dataset_view
+from mdeaux.training.losses import resize_to
+from mdeaux.training.metrics import METRICS, aggregate, evaluate_depth, is_better
+from mdeaux.training.runtime import Runtime, gather_objects
+from mdeaux.training.transforms import normalize
+
+
+def _predict(model, x: torch.Tensor, spec, size, rt: Runtime, precision: str) -> torch.Tensor:
+    with rt.autocast(precision):
+        pred = model.depth(x)
+    # DINOv2's encode_decode clamps each prediction to [min, max] before resizing it to the GT
+    return resize_to(pred.float().clamp(spec.min_depth, spec.max_depth), size)
+
+
+def predict_test_image(model, sample: dict, spec, aug: DepthAugment, flip: bool, rt: Runtime,
+                       precision: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image as viewed, ground truth, prediction at the ground truth's size) of one test sample."""
+    image, gt = dataset_view(sample["image"], sample["depth"], kb=aug.kb_crop)
+    view = image if aug.resize_to is None else dataset_view(image, None, resize_to=aug.resize_to)[0]
+    x = torch.from_numpy(normalize(view))[None].to(rt.device)
+    pred = _predict(model, x, spec, gt.shape, rt, precision)
+    if flip:  # aug_test: prediction on the flipped image, flipped back, averaged (DINOv2 encoder_decoder aug_test)
+        pred = (pred + _predict(model, x.flip(-1), spec, gt.shape, rt, precision).flip(-1)) / 2
+    return image, gt, pred[0, 0].cpu().numpy()
+
+
+@torch.no_grad()
+def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool, aug: DepthAugment,
+             rt: Runtime | None = None, precision: str = "fp32") -> dict[str, float]:
+    """Toolbox metrics averaged over the test images; with several processes each takes a share of ids."""
+    rt = rt or Runtime()
+    model.eval()
+    per_image = []
+    for sample_id in ids[rt.rank :: rt.world]:
+        _, gt, pred = predict_test_image(model, data.decode(sample_id), spec, aug, flip, rt, precision)
+        per_image.append((sample_id, evaluate_depth(gt, pred, spec)))
+    model.train()
+    return aggregate([m for _, m in gather_objects(per_image, rt)])
+
+
+@torch.no_grad()
+def predictions(model, data: PreparedDataset, ids: list[str], spec, aug: DepthAugment, rt: Runtime,
+                precision: str = "fp32") -> dict[str, np.ndarray]:
+    """The model's flip-TTA predictions on ``ids`` at the GT's resolution, beside image and GT (keys
+    ``ids``, ``image_<i>``, ``gt_<i>``, ``pred_<i>``; one key per image, as test images may differ in
+    size): what the qualitative figures (paper Fig. 1 top, App. D) are drawn from."""
+    model.eval()
+    arrays: dict[str, np.ndarray] = {"ids": np.array(ids)}
+    for i, sample_id in enumerate(ids):
+        image, gt, pred = predict_test_image(model, data.decode(sample_id), spec, aug, True, rt, precision)
+        arrays[f"image_{i}"] = image
+        arrays[f"gt_{i}"] = gt.astype(np.float16)
+        arrays[f"pred_{i}"] = pred.astype(np.float16)
+    model.train()
+    return arrays
+
+
+@dataclass
+class Best:
+    """Per metric, the best value reached during training (paper Eq. 1) and the step that reached it."""
+
+    values: dict[str, float]
+    steps: dict[str, int]
+
+    @classmethod
+    def empty(cls) -> Best:
+        return cls({}, {})
+
+    def update(self, metrics: dict[str, float], it: int) -> None:
+        for name in METRICS:
+            value = metrics.get(name)
+            if value is not None and value == value and is_better(name, value, self.values.get(name)):
+                self.values[name], self.steps[name] = value, it
