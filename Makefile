@@ -6,16 +6,18 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := False
-UI_PORT ?= 5000
+# where `make ui` serves MLflow: params.yaml report.mlflow_ui (reports/index.html links there)
+UI_URL := $(shell sed -n 's/^ *mlflow_ui: *\([^ #]*\).*/\1/p' params.yaml)
 # Where pip finds the CPU build of torch 2.13.0. Empty: pip's own configuration (the CI machines have it
 # in a local wheel folder). Elsewhere: make repro TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test smoke ui lock clean
+.PHONY: help install repro test smoke ui push pull lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v url="$(UI_URL)" \
+	  '{gsub(/\$$\(UI_URL\)/, url, $$2); printf "  make %-8s %s\n", $$1, $$2}'
 
 $(BIN)/mdeaux: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +39,17 @@ smoke: install ## the whole DAG on the smoke world (pipeline/smoke.yaml: 11 runs
 test: install ## run the test suite
 	$(BIN)/python -m pytest
 
-ui: install ## MLflow UI on http://127.0.0.1:$(UI_PORT) for the runs in mlflow.db
-	mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port $(UI_PORT)
+ui: install ## MLflow UI on $(UI_URL) (params.yaml report.mlflow_ui, where reports/ link) for the runs in mlflow.db
+	mdeaux ui
+
+push: install ## share data, results and trained runs through the DVC remote (dvc push; mdeaux store push)
+	dvc push
+	mdeaux store push
+
+pull: install ## get them on another clone instead of recomputing (dvc pull; mdeaux store pull)
+	@mkdir -p data/manual  # tracked by data.dvc; git cannot hold an empty folder
+	dvc pull
+	mdeaux store pull
 
 lock: install ## rewrite constraints.txt from the current environment
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt

@@ -110,3 +110,10 @@ def check_index(reports: Path, screenshot: Path) -> dict:
         _run([f"--screenshot={screenshot}", "--window-size=1400,2400", f"{base}/index.html"], profile)
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000, screenshot
     return result
+
+
+def rendered_dom(page: Path) -> str:
+    """The DOM of a local page after its scripts ran, loaded from file:// with the network off (no
+    request leaves the machine: a page that needs a CDN renders nothing)."""
+    with tempfile.TemporaryDirectory() as profile:
+        return _run(["--virtual-time-budget=30000", "--proxy-server=127.0.0.1:9", "--dump-dom", page.resolve().as_uri()], profile)

@@ -368,7 +368,7 @@ def test_mini_profile_from_mirror(tmp_path, mirror):
     first, second = record["archives"]
     assert first["filename"] == "toy.zip" and first["extracted"] is True
     assert first["sha256"] == sha(TOY_ZIP) and first["size"] == len(TOY_ZIP)
-    assert first["source"] == f"mirror:{mirror / 'toy.zip'}"
+    assert first["source"] == f"mirror:{mirror.name}/toy.zip"  # no absolute path: the same in every clone
     assert second["extracted"] is False and second["md5"] == hashlib.md5(b"extra").hexdigest()
     assert listing(tmp_path / "raw") == ["toy"]  # no temp dirs left
 
@@ -407,7 +407,7 @@ def test_paper_profile_manual_archive(tmp_path):
     manual.mkdir(parents=True)
     (manual / "toy.zip").write_bytes(TOY_ZIP)
     record = fetch_dataset(spec, raw, profile="paper", mirror_dir=tmp_path, manual_dir=manual, progress=False)
-    assert record["archives"][0]["source"] == f"manual:{manual / 'toy.zip'}"
+    assert record["archives"][0]["source"] == "manual:toy/toy.zip"  # data/manual/<dataset>/<file>: no absolute path
     assert record["pinned_files"] == {"toy/list.txt": sha(b"a.txt\n")}
     assert (raw / "toy" / "a.txt").read_bytes() == b"alpha"
     assert (manual / "toy.zip").is_file()  # the user's file is never moved or deleted

@@ -1,6 +1,7 @@
 """Reports: table arithmetic on hand-made runs, every table and figure from a hand-made run grid, and
 reports/index.html in headless Chromium."""
 
+import html
 import json
 import math
 import shutil
@@ -256,9 +257,11 @@ def test_mlflow_links_point_at_each_run(project, tmp_path, monkeypatch):
         link, note = mlflow_links(Paths(project["root"]), project["params"], project["runs"])
     finally:
         id_file.unlink()
-    assert link(run) == f"http://127.0.0.1:5000/#/experiments/{exp}/runs/{mlrun.info.run_id}"
+    # the runs table filtered by our run id (reproducible), opened as a model-training experiment (MLflow 3)
+    assert link(run) == (f"http://127.0.0.1:5000/#/experiments/{exp}/runs?workflowType=machine_learning"
+                         f"&searchFilter=tags.run_id%20%3D%20%27{run['id']}%27")
     assert link(project["runs"][1]) is None and "make ui" in note
-    assert f'href="{link(run)}"' in tables.seed_links([run, project["runs"][1]], link)
+    assert f'href="{html.escape(link(run))}"' in tables.seed_links([run, project["runs"][1]], link)
 
 
 def test_paper_values_cover_the_studies():
@@ -288,3 +291,16 @@ def test_a_study_is_drawn_by_the_renderer_it_names_whatever_its_name(project):
     raw["studies"]["table3"]["render"] = "table9"
     with pytest.raises(ParamsError, match=r"studies.table3.render: unknown renderer 'table9'; allowed: table, fig1_alpha"):
         parse(raw)
+
+
+def test_curve_lines_keep_their_names_across_a_top_level_alpha_change(project):
+    """`dvc plots diff` overlays revisions line by line: a run that takes the top-level alpha is named
+    with `aα`, so `-S alpha=0.8` redraws the same line; a study's own alpha axis keeps its values."""
+    curves = project["root"] / "reports" / "curves" / "loss_depth"
+    lines = lambda study: {row.split(",")[0] for row in (curves / f"{study}.csv").read_text().splitlines()[1:]}  # noqa: E731
+    assert {"nyuv2/mldc+mix6/aα/s0", "nyuv2/baseline/a1/s0"} <= lines("table3")
+    assert not any("/a0.9/" in name for name in lines("table3"))
+    assert {"nyuv2/mldc+mix6/a0.5/s0", "nyuv2/mldc+mix6/a0.9/s0"} <= lines("fig1_alpha")
+    assert "nyuv2/mldc+mix6/b0.05/s0" in lines("fig5_beta")
+    gains = json.loads((project["root"] / "reports" / "metrics.json").read_text())["gain"]
+    assert set(gains) == {"table3", "table4", "appc1_slc", "appc2_single_aux"}  # `dvc exp show --keep 'gain\.'`

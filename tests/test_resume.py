@@ -75,6 +75,12 @@ def test_killed_run_resumes_to_identical_metrics(tiny_world, reference, tmp_path
     out = mdeaux(["run-one", run_id, "--no-progress"], tiny_world, clean_env(MDEAUX_STORE=str(tmp_path)))
     assert "resuming from" in out.stderr
     assert outputs(tmp_path, run_id) == expected
+    # the MLflow run was continued, and the steps trained again after the checkpoint were not logged twice
+    from mlflow import MlflowClient
+
+    mlrun = (tmp_path / "runs" / run_id / "mlflow_run_id").read_text().strip()
+    steps = [m.step for m in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_metric_history(mlrun, "loss_depth")]
+    assert sorted(steps) == list(range(1, 13))
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_143_then_resumes(tiny_world, reference, tmp_path):

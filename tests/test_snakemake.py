@@ -32,6 +32,7 @@ def project(world: Path, where: Path, train: dict | None = None, tasks: list | N
     (where / "data").symlink_to(world / "data", target_is_directory=True)
     shutil.copy2(world / "dvc.yaml", where / "dvc.yaml")
     shutil.copytree(ROOT / "pipeline", where / "pipeline")
+    shutil.copy2(ROOT / "Snakefile", where / "Snakefile")
     raw = yaml.safe_load((world / "params.yaml").read_text())
     raw["runner"]["slurm"].update(slurm)
     raw["train"].update(train or {})
@@ -99,13 +100,24 @@ def test_slurm_dry_run_shows_each_jobs_resources(slurm_world):
         assert (res["slurm_partition"], res["slurm_account"]) == (PARTITION, ACCOUNT), res
         assert res["slurm_extra"].split() == ["--requeue", "--signal=TERM@300"], res
         # one process, replacing the shell so that SLURM's SIGTERM reaches the trainer
-        assert re.fullmatch(rf"exec \S*python\S* -m mdeaux run-one {rid} --no-progress > \S+/{rid}/train\.log 2>&1", job["shell"]), job
+        assert re.fullmatch(rf"exec \S*python\S* -m mdeaux run-one {rid} --no-progress > \S+/{rid}/train\.log 2>&1  # nyuv2/\S+/s0",
+                            job["shell"]), job  # the comment names the run by its label
 
 
-def test_local_profile_plans_the_same_jobs(slurm_world):
+def test_snakemake_dry_run_from_the_repository_root(tiny_world, tmp_path):
+    root = project(tiny_world, tmp_path / "proj")
+    env = clean_env(MDEAUX_STORE=str(tmp_path / "store"))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "This was a dry-run" in text, text[-2000:]
+    assert len(re.findall(r"^rule train_run:", text, re.M)) == missing_runs(root, env)[1] == 4
+
+
+def test_local_profile_plans_the_same_jobs_without_slurm_settings(slurm_world):
     local, slurm = slurm_world["local"], slurm_world["slurm"]
     assert set(local) == set(slurm)
     assert all(local[rid]["shell"] == slurm[rid]["shell"] for rid in local)
+    assert all(set(job["resources"]) == {"tmpdir"} for job in local.values())  # no SLURM noise locally
 
 
 def test_plugin_turns_the_resources_into_the_intended_sbatch_flags(slurm_world):

@@ -23,7 +23,7 @@ from conftest import BIN, ROOT, clean_env, mdeaux
 from mdeaux.data.datasets.registry import get as get_spec
 from mdeaux.params import load
 from mdeaux.paths import Paths
-from mdeaux.runs import mlflow_import, tracking
+from mdeaux.runs import mlflow_import, mlflow_studies, tracking
 from mdeaux.runs import plots as visuals
 from mdeaux.runs.plan import Run, resolve_config
 from mdeaux.runs.store import RunDir, RunStore
@@ -167,13 +167,15 @@ def test_study_parents_are_created_once_and_found_by_tag(paths):
     uri = paths.mlflow_uri
     first = tracking.ensure_parents(uri, "mini", paths.mlflow_artifacts, {"table3": "Table 3", "fig4": "Fig. 4"})
     again = tracking.ensure_parents(uri, "mini", paths.mlflow_artifacts, {"table3": "Table 3", "fig4": "Fig. 4"})
-    assert first == again and len(set(first.values())) == 2
+    assert first == again and len(set(first.values())) == 3  # two studies and the parent of the training runs
     more = tracking.ensure_parents(uri, "mini", paths.mlflow_artifacts, {"fig4": "Fig. 4", "fig5": "Fig. 5"})
     assert more["fig4"] == first["fig4"] and more["fig5"] not in first.values()
     c = client(uri)
     exp = c.get_experiment_by_name("mdeaux-mini")
     parents = c.search_runs([exp.experiment_id], "tags.`mdeaux.kind` = 'study'")
     assert len(parents) == 3
+    runs_parent = c.get_run(first[tracking.RUNS])
+    assert runs_parent.info.run_name == "training runs" and runs_parent.data.tags["mdeaux.kind"] == "runs"
     table3 = c.get_run(first["table3"])
     assert table3.info.run_name == "study:table3" and table3.info.status == "FINISHED"
     assert table3.data.tags["mdeaux.study"] == "table3" and table3.data.tags["mdeaux.title"] == "Table 3"
@@ -183,7 +185,8 @@ def test_study_parents_are_created_once_and_found_by_tag(paths):
 def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, params):
     import mlflow
 
-    parents = tracking.ensure_parents(paths.mlflow_uri, "mini", paths.mlflow_artifacts, {"fig1_alpha": "Fig. 1 (bottom)"})
+    parents = tracking.ensure_parents(paths.mlflow_uri, "mini", paths.mlflow_artifacts,
+                                      {"fig1_alpha": "Fig. 1 (bottom)", "table3": "Table 3"})
     runs = [make_run(params, ("fig1_alpha", "table3"), seed=0, alpha=0.9), make_run(params, ("fig1_alpha",), seed=1, alpha=0.5)]
     for r in runs:
         finished_run_dir(paths, r, predictions=r is runs[0])
@@ -197,9 +200,10 @@ def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, p
     assert got.info.status == "FINISHED" and got.info.run_name == run.label
     p = got.data.params
     assert p["alpha"] == "0.9" and p["task"] == "mldc" and p["train.lr"] == str(run.config.train.lr)
+    assert (p["lr_factor.depth"], p["lr_factor.aux"]) == ("0.9", "0.1") and "beta" not in p and "gamma" not in p
     assert p["model.backbone"] == run.config.model.backbone and p["aux_datasets"] == str(run.config.aux_datasets)
     t = got.data.tags
-    assert t["mlflow.parentRunId"] == parents["fig1_alpha"] and t["studies"] == "fig1_alpha,table3"
+    assert t["mlflow.parentRunId"] == parents[tracking.RUNS] and t["studies"] == "fig1_alpha,table3"
     assert t["run_id"] == run.id and t["seed"] == "0" and t["alpha"] == "0.9" and t["aux_set"] == "mix6"
     assert t["mdeaux.source"] == "import" and t["mdeaux.complete"] == "true" and t["data.nyuv2:data"] == "d" * 16
     assert "git_commit" in t and t["code_version"] == "c" * 16
@@ -218,8 +222,17 @@ def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, p
     found = mlflow.search_runs(experiment_names=["mdeaux-mini"], filter_string="tags.studies LIKE '%table3%'", output_format="list")
     assert [r.data.tags["run_id"] for r in found] == [run.id]
     children = mlflow.search_runs(experiment_names=["mdeaux-mini"],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parents['fig1_alpha']}'", output_format="list")
+                                  filter_string=f"tags.mlflow.parentRunId = '{parents[tracking.RUNS]}'", output_format="list")
     assert len(children) == 2
+
+    # each study's parent: one cell per run it uses, linking to the training run (fig1_alpha: 2, table3: 1)
+    assert mlflow_studies.sync_cells(paths, params, runs, parents) == 3
+    assert mlflow_studies.sync_cells(paths, params, runs, parents) == 0  # idempotent
+    cells = c.search_runs([got.info.experiment_id], f"tags.mlflow.parentRunId = '{parents['fig1_alpha']}'")
+    assert sorted(cell.info.run_name for cell in cells) == sorted(r.label for r in runs)
+    cell = next(x for x in cells if x.data.tags["mdeaux.run"] == run.id)
+    assert cell.data.tags["mdeaux.trained_run"] == rid and rid in cell.data.tags["mlflow.note.content"]
+    assert cell.data.metrics["best.abs_rel"] == pytest.approx(0.025) and cell.data.params["alpha"] == "0.9"
 
 
 def test_import_is_idempotent_and_replaces_incomplete_runs(paths, params):
@@ -249,14 +262,14 @@ def test_import_is_idempotent_and_replaces_incomplete_runs(paths, params):
     assert [r.info.run_id for r in runs_of_id()] == [first]
     # without given parents, the parent is looked up (and created) by tag
     parent = c.get_run(first).data.tags["mlflow.parentRunId"]
-    assert c.get_run(parent).data.tags["mdeaux.study"] == "fig1_alpha"
+    assert c.get_run(parent).data.tags["mdeaux.kind"] == "runs"
 
 
 def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, params):
     run = make_run(params)
     tags = tracking.run_tags(run, ROOT, extra={"device": "cpu"})
     tracker = tracking.Tracker(paths.mlflow_uri, "mini", run.label, tags, paths.mlflow_artifacts,
-                               parent=("fig1_alpha", "Fig. 1 (bottom)"), system_metrics_interval=tracking.sampling_interval(0.5))
+                               system_metrics_interval=tracking.sampling_interval(0.5))
     assert tracker.active and tracker.run_id
     tracker.params(run.config)
     for step in (1, 2, 3):
@@ -264,7 +277,7 @@ def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, 
     time.sleep(2.5)  # a couple of 1 s system-metrics samples
     d = finished_run_dir(paths, run, predictions=False)
     tracker.artifact(d / "config.json")
-    tracker.metrics({"final.abs_rel": 0.025}, step=20)
+    tracker.summary({"final.abs_rel": 0.025}, step=20)
     tracker.mark_complete()
     tracker.finish()
     (d / "mlflow_run_id").write_text(tracker.run_id + "\n")
@@ -272,7 +285,7 @@ def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, 
     c = client(paths.mlflow_uri)
     got = c.get_run(tracker.run_id)
     parent = c.get_run(got.data.tags["mlflow.parentRunId"])
-    assert parent.data.tags["mdeaux.study"] == "fig1_alpha"
+    assert parent.info.run_name == "training runs"
     assert got.data.tags["mdeaux.source"] == "live" and got.data.tags["device"] == "cpu"
     assert "loss_aux" not in got.data.metrics  # nan is not logged
     system = [k for k in got.data.metrics if k.startswith("system/")]
@@ -281,12 +294,75 @@ def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, 
     assert tracking.sampling_interval(30) == 1.0 and tracking.sampling_interval(38400 * 0.089) == 30.0
 
 
+def test_a_continued_run_does_not_log_its_steps_twice(paths, params):
+    """Killed after step 5 with a checkpoint of step 3, a run trains steps 4 and 5 again: its MLflow run
+    (continued) keeps one value per step."""
+    run = make_run(params)
+    tags = tracking.run_tags(run, ROOT)
+    first = tracking.Tracker(paths.mlflow_uri, "mini", run.label, tags, paths.mlflow_artifacts)
+    for step in range(1, 6):
+        first.metrics({"loss_depth": 1.0 / step}, step=step)
+    first.metrics({"test.abs_rel": 0.5}, step=4)
+    first.finish("KILLED")
+    again = tracking.Tracker(paths.mlflow_uri, "mini", run.label, tags, paths.mlflow_artifacts, run_id=first.run_id)
+    assert again.resumed and again.run_id == first.run_id
+    for step in range(4, 9):  # from the checkpoint at step 3
+        again.metrics({"loss_depth": 2.0 / step}, step=step)
+    again.metrics({"test.abs_rel": 0.4}, step=4)
+    again.metrics({"test.abs_rel": 0.3}, step=8)
+    again.summary({"final.abs_rel": 0.3}, step=8)
+    again.finish()
+    c = client(paths.mlflow_uri)
+    loss = c.get_metric_history(first.run_id, "loss_depth")
+    assert sorted(m.step for m in loss) == list(range(1, 9))
+    assert [m.value for m in sorted(loss, key=lambda m: m.step)][5:] == pytest.approx([2 / 6, 2 / 7, 2 / 8])
+    assert sorted(m.step for m in c.get_metric_history(first.run_id, "test.abs_rel")) == [4, 8]
+    assert c.get_run(first.run_id).data.metrics["final.abs_rel"] == pytest.approx(0.3)
+
+
+def test_a_moved_store_finds_its_artifacts(paths, params, tmp_path):
+    """MLflow keeps artifact locations as absolute paths: a store copied elsewhere is pointed at its own
+    mlartifacts/ when it is next opened."""
+    import mlflow
+
+    run = make_run(params)
+    finished_run_dir(paths, run, predictions=False)
+    rid = mlflow_import.import_run(paths, run)
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.copytree(tmp_path, moved)
+    shutil.rmtree(paths.mlflow_artifacts)  # nothing left at the old place
+    there = Paths(moved)
+    tracking.setup(there.mlflow_uri, "mini", there.mlflow_artifacts)
+    exp = client(there.mlflow_uri).get_experiment_by_name("mdeaux-mini")
+    assert exp.artifact_location == there.mlflow_artifacts.resolve().as_uri()
+    assert client(there.mlflow_uri).get_run(rid).info.artifact_uri.startswith(there.mlflow_artifacts.resolve().as_uri())
+    got = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="config.json", tracking_uri=there.mlflow_uri,
+                                              dst_path=str(tmp_path / "download"))
+    assert json.loads(Path(got).read_text())["id"] == run.id
+
+
+def test_git_dirty_means_changed_code_or_params(tmp_path):
+    """Outputs the pipeline rewrites (dvc.lock, reports/) do not make a run dirty; code and params do."""
+    repo = tmp_path / "repo"
+    for rel in ("src/mdeaux/x.py", "params.yaml", "dvc.lock", "reports/index.html"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("v1\n")
+    env = clean_env(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run(["git", *cmd], cwd=repo, env=env, check=True)
+    assert tracking.git_state(repo)["git_dirty"] == "false"
+    (repo / "dvc.lock").write_text("v2\n")
+    (repo / "reports" / "index.html").write_text("v2\n")
+    assert tracking.git_state(repo)["git_dirty"] == "false"
+    (repo / "params.yaml").write_text("v2\n")
+    assert tracking.git_state(repo)["git_dirty"] == "true"
+
+
 def test_unreachable_stores_degrade_to_warnings(tmp_path, params, caplog):
     run = make_run(params)
     (tmp_path / "a-file").write_text("not a folder")  # (tests run as root: a read-only folder would not stop it)
     bad = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
-    tracker = tracking.Tracker(bad, "mini", run.label, {"run_id": run.id}, parent=("fig1_alpha", "Fig. 1"),
-                               system_metrics_interval=1.0)
+    tracker = tracking.Tracker(bad, "mini", run.label, {"run_id": run.id}, system_metrics_interval=1.0)
     assert not tracker.active and tracker.run_id is None
     tracker.params(run.config)
     tracker.metrics({"loss_depth": 1.0}, step=1)
@@ -337,7 +413,10 @@ def test_offline_run_keeps_its_metrics_and_train_imports_it(tiny_world, tmp_path
     parent = c.search_runs([exp], "tags.`mdeaux.kind` = 'study'")
     assert [p.data.tags["mdeaux.study"] for p in parent] == ["table3"]
     assert parent[0].data.params["tasks"] == "['baseline', 'mldc', 'segmentation', 'reconstruction']"  # the study's axes
-    children = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    cells = c.search_runs([exp], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")  # one per run of the study
+    assert sorted(r.data.tags["mdeaux.run"] for r in cells) == sorted(ids.values())
+    container = c.search_runs([exp], "tags.`mdeaux.kind` = 'runs'")[0]
+    children = c.search_runs([exp], f"tags.mlflow.parentRunId = '{container.info.run_id}'")
     assert sorted(r.data.tags["run_id"] for r in children) == sorted(ids.values())
     mine = c.get_run((trained / "mlflow_run_id").read_text().strip())
     evals = list(csv.DictReader(open(trained / "evals.csv")))
@@ -380,7 +459,7 @@ def test_tracking_server_uri_works(tmp_path, params, monkeypatch):
 
         live = make_run(params, seed=3)
         tracker = tracking.Tracker(uri, "mini", live.label, tracking.run_tags(live, ROOT), store.mlflow_artifacts,
-                                   parent=("fig1_alpha", "Fig. 1 (bottom)"), system_metrics_interval=1.0)
+                                   system_metrics_interval=1.0)
         assert tracker.active
         tracker.params(live.config)
         tracker.metrics({"loss_depth": 0.5}, step=1)

@@ -22,6 +22,7 @@ def _report(out):
     page = (out / "index.html").read_text()
     assert not re.search(r"https?://", page), "the report must render offline"
     assert "<script" not in page
+    assert '<a href="../../index.html">' in page  # reports/validation/<ds>/ links back to reports/index.html
     return results, page
 
 

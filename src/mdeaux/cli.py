@@ -136,6 +136,19 @@ def cmd_params(args) -> None:
     print(yaml.safe_dump(params.model_dump(by_alias=True), sort_keys=False))
 
 
+def cmd_store(args) -> None:
+    from mdeaux.paths import Paths
+    from mdeaux.runs import sync
+
+    (sync.push if args.action == "push" else sync.pull)(Paths())
+
+
+def cmd_ui(args) -> None:
+    from mdeaux.runs.tracking import ui
+
+    raise SystemExit(ui(*_context()))
+
+
 def cmd_smoke(args) -> None:
     import subprocess
 
@@ -191,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     add("report", cmd_report, "render reports/: every table and figure of the paper beside its numbers, index.html, metrics.json, curves for `dvc plots`")
     add("params", cmd_params, "print the resolved parameters of the active profile")
+    sp = add("store", cmd_store, "share the run store (finished runs) through the DVC remote: push the runs it lacks, "
+             "or pull the runs this store lacks (`make push` / `make pull` also move DVC's data)")
+    sp.add_argument("action", choices=["push", "pull"])
+    add("ui", cmd_ui, "start the MLflow UI on this repository's runs (host and port: params.yaml report.mlflow_ui)")
     sp = add("smoke", cmd_smoke, "run the whole DAG on the smoke world (pipeline/smoke.yaml: every reader, every study "
              "on NYUv2 with one value per axis, 4 steps) as a DVC experiment")
     sp.add_argument("dvc_args", nargs="*", help="more `dvc exp run` arguments, after --, e.g. -- -n my-smoke")

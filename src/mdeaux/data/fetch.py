@@ -56,7 +56,8 @@ def read_sha256sums(mirror_dir: Path) -> dict[str, str]:
 def _fetch_local(path: Path, kind: str, sha256: str | None, md5: str | None,
                  size: int | None) -> tuple[Path, dict]:
     digests = verify_file(path, f"{kind} archive {path}", sha256, md5, size, delete=False)
-    return path, {"source": f"{kind}:{path}", **digests}
+    # the dataset folder and file, not the absolute path: the record is the same in every clone
+    return path, {"source": f"{kind}:{path.parent.name}/{path.name}", **digests}
 
 
 def _fetch_urls(archive: Archive, downloads: Path, retries: int, progress: bool) -> tuple[Path, dict]:

@@ -338,6 +338,7 @@ def render_html(results: dict[str, Any]) -> str:
 <title>Validation: {e(results['dataset'])}</title>
 <style>{_CSS}</style></head>
 <body>
+<p><a href="../../index.html">&larr; all reports (reports/index.html)</a></p>
 <h1>{e(results['title'])} (<code>{e(results['dataset'])}</code>)
  <span class="badge {status}">{status.upper()}ED</span></h1>
 <p>{results['num_samples']} samples, task {e(results['task'])},

@@ -19,6 +19,7 @@ from synthetic data and a tiny backbone and are not comparable with the paper's.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -33,6 +34,8 @@ from mdeaux.report.page import index_html, mlflow_links
 from mdeaux.report.renderers import RENDERERS, Context
 from mdeaux.runs.plots import read_table
 from mdeaux.runs.store import RunDir, RunStore
+
+log = logging.getLogger(__name__)
 
 MINI_WARNING = (
     "These numbers come from the synthetic mini world, a tiny randomly initialised frozen backbone and a decoder "
@@ -57,8 +60,18 @@ def write_tables(folder: Path, built: list[tables.Table]) -> list[Path]:
     return written
 
 
-def curves_table(store: RunStore, runs: list[dict], column: str, points: int) -> pd.DataFrame:
-    """Long table (run, step, ``column``) of the runs, at most ``points`` rows per run (bin means)."""
+def curve_series(run: dict, study, alpha: float) -> str:
+    """A run's line in a study's curve file: its label, with the top-level alpha written as ``aα`` where
+    the study takes it from there (no alpha or beta axis of its own), so that ``dvc plots diff`` draws
+    the same line across revisions that differ by ``-S alpha=...``."""
+    if study.alpha is None and study.beta is None and run["config"]["task"] != "baseline" and run["config"]["alpha"] == alpha:
+        return run["label"].replace(f"/a{alpha:g}", "/aα", 1)
+    return run["label"]
+
+
+def curves_table(store: RunStore, runs: list[dict], column: str, points: int, series=lambda run: run["label"]) -> pd.DataFrame:
+    """Long table (run, step, ``column``) of the runs, at most ``points`` rows per run (bin means);
+    ``series(run)`` names each run's line."""
     frames = []
     for run in runs:
         f = store[run["id"]] / CURVES[column]
@@ -71,16 +84,18 @@ def curves_table(store: RunStore, runs: list[dict], column: str, points: int) ->
         data = data[["step", column]].dropna()
         bins = (data["step"] - 1) * points // max(1, int(data["step"].max()))
         data = data.groupby(bins).mean() if len(data) > points else data
-        frames.append(data.assign(run=run["label"])[["run", "step", column]])
+        frames.append(data.assign(run=series(run))[["run", "step", column]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "step", column])
 
 
 def build_curves(paths, params, runs: list[dict]) -> dict[str, str]:
     """{"<column>/<study>.csv": CSV text} of every study's training curves."""
     store = RunStore(paths.runs)
-    return {f"{column}/{study}.csv": curves_table(store, [r for r in runs if study in r["studies"]], column,
-                                                   params.report.curve_points).to_csv(index=False, float_format="%.6g")
-            for column in CURVES for study in params.studies}
+    return {f"{column}/{name}.csv": curves_table(store, [r for r in runs if name in r["studies"]], column,
+                                                  params.report.curve_points,
+                                                  lambda run, study=study: curve_series(run, study, params.alpha)
+                                                  ).to_csv(index=False, float_format="%.6g")
+            for column in CURVES for name, study in params.studies.items()}
 
 
 def write_reports(paths, params) -> list[Path]:
@@ -114,5 +129,36 @@ def write_reports(paths, params) -> list[Path]:
         atomic.write_text(reports / "curves" / rel, text)
         written.append(reports / "curves" / rel)
     atomic.write_text(reports / "index.html", page)
-    atomic.write_json(reports / "metrics.json", {"profile": params.profile, **{t.key: t.metrics() for t in built}})
+    summaries = {t.key: t.metrics() for t in built}
+    # "gain": each table's mean gain (%) under a short key, for a `dvc exp show` that fits a terminal (README)
+    atomic.write_json(reports / "metrics.json", {"profile": params.profile,
+                                                 "gain": {k: s["mean_gain_pct"] for k, s in summaries.items()}, **summaries})
+    try:  # each study's parent run in MLflow carries the study's results
+        from mdeaux.runs.mlflow_studies import log_study_results
+
+        log_study_results(paths, params, study_results(ctx, built))
+    except Exception as err:  # noqa: BLE001 - the report does not depend on MLflow
+        log.warning("MLflow: could not log the studies' results (%s)", err)
     return written + [reports / "index.html", reports / "metrics.json"]
+
+
+def study_results(ctx: Context, built: list[tables.Table]) -> dict[str, dict[str, float]]:
+    """Per study: mean and standard error over seeds of the best AbsRel x 10^4 of each point of its grid
+    (a run label without its seed), and for tables each row's gain and the mean gain (in %)."""
+    df = ctx.df()
+    out: dict[str, dict[str, float]] = {}
+    for name in ctx.params.studies:
+        values: dict[str, float] = {}
+        d = figures.in_study(df, name)
+        for point, group in d.groupby(d["label"].str.replace(r"/s\d+$", "", regex=True)):
+            mean, se = tables.mean_se(list(group["abs_rel"]))
+            values[f"abs_rel_x1e4/{point}/mean"] = mean
+            if se == se:
+                values[f"abs_rel_x1e4/{point}/se"] = se
+        out[name] = values
+    for table in built:
+        summary = table.metrics()
+        out[table.key].update({f"gain_pct/{row}": e["gain_pct"] for row, e in summary["rows"].items() if e["gain_pct"] is not None})
+        if summary["mean_gain_pct"] is not None:
+            out[table.key]["mean_gain_pct"] = summary["mean_gain_pct"]
+    return out

@@ -120,15 +120,16 @@ LOG_AXES = ("fraction", "gamma", "beta")
 
 
 def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], warning: str = "") -> Figure:
-    """AbsRel against alpha per auxiliary task; the baseline (every seed of its configuration, whichever
-    study planned it) as mean (solid) and ± SE (dashed)."""
+    """AbsRel against alpha per auxiliary task; the baseline (its runs of the seeds the points have,
+    whichever study planned them) as mean (solid) and ± SE (dashed)."""
     d = in_study(df, study)
     fig = Figure(figsize=(7, 4.6), layout="constrained")
     ax = _axes(fig, 1)[0]
     tasks = [t for t in dict.fromkeys(d["task"]) if t != "baseline"]
     base = d[d["task"] == "baseline"]
-    if not base.empty:
+    if not base.empty:  # the baseline of the seeds the points have, whichever study planned it
         base = reference(df, base["depth"].iloc[0], base["model"].iloc[0], ours)["baseline"]
+        base = base[base["seed"].isin(d.loc[d["task"] != "baseline", "seed"])]
     _band(ax, base["abs_rel"].tolist(), "DINOv2 baseline", "black")
     _lineplot(ax, d[d["task"] != "baseline"], "alpha", tasks)
     ax.set(xlabel="α (task focusing parameter)", ylabel=Y_LABEL)
@@ -221,8 +222,9 @@ def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[
         return _finish(fig, "Fig. 5: AbsRel when varying the learning rate", warning)
     depth = sweep["depth"].iloc[0]
     ref = reference(df, depth, sweep["model"].iloc[0], ours)
-    _band(ax, ref["baseline"]["abs_rel"].tolist(), "baseline, γ = 1", "black", "--", se_lines=False)
-    _band(ax, ref["ours"]["abs_rel"].tolist(), f"ours, α = {ours['alpha']:g}", display(ours["task"]).color, "-.", se_lines=False)
+    same = {k: v[v["seed"].isin(sweep["seed"])] for k, v in ref.items()}  # the seeds of the sweep's points
+    _band(ax, same["baseline"]["abs_rel"].tolist(), "baseline, γ = 1", "black", "--", se_lines=False)
+    _band(ax, same["ours"]["abs_rel"].tolist(), f"ours, α = {ours['alpha']:g}", display(ours["task"]).color, "-.", se_lines=False)
     _lineplot(ax, sweep, axis, [task])
     xlabel = "γ (baseline LR factor)" if axis == "gamma" else "β (auxiliary LR factor)"
     ax.set(title=f"{names.get(depth, depth)}: {'Baseline, γ' if axis == 'gamma' else 'Proposed, β'}", xlabel=xlabel, ylabel=Y_LABEL)

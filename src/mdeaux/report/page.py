@@ -8,6 +8,7 @@ import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from mdeaux.report import tables
 from mdeaux.runs.store import RunDir, RunStore
@@ -20,12 +21,8 @@ def mlflow_links(paths, params, runs: list[dict]) -> tuple[Callable[[dict], str 
     for the index saying where the links point."""
     from mdeaux.runs.tracking import experiment_name, is_server
 
-    ids = {}
     store = RunStore(paths.runs)
-    for run in runs:
-        f = store[run["id"]] / RunDir.MLFLOW_ID
-        if f.is_file():
-            ids[run["id"]] = f.read_text().strip()
+    ids = {run["id"] for run in runs if (store[run["id"]] / RunDir.MLFLOW_ID).is_file()}  # tracked runs
     if not ids:
         return (lambda run: None), "No run was tracked in MLflow, so the tables carry no MLflow links."
     uri = paths.mlflow_uri
@@ -43,8 +40,10 @@ def mlflow_links(paths, params, runs: list[dict]) -> tuple[Callable[[dict], str 
         return (lambda run: None), f"The MLflow experiment {experiment_name(params.profile)} was not found in {uri}: no MLflow links."
 
     def link(run: dict) -> str | None:
-        rid = ids.get(run["id"])
-        return f"{ui}/#/experiments/{exp.experiment_id}/runs/{rid}" if rid else None
+        # the experiment's runs table filtered to the run: no MLflow run id (random), so a fresh clone writes
+        # the same page; workflowType opens the table, not MLflow 3's GenAI overview
+        query = urlencode({"workflowType": "machine_learning", "searchFilter": f"tags.run_id = '{run['id']}'"}, quote_via=quote)
+        return f"{ui}/#/experiments/{exp.experiment_id}/runs?{query}" if run["id"] in ids else None
 
     serve = "" if is_server(uri) else " (start it with: make ui)"
     return link, f"Each seed's superscript links its run in the MLflow UI at {ui}{serve}."
@@ -56,7 +55,7 @@ h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margi
 .banner{background:#fff3cd;border:1px solid #e0b84c;padding:.7em 1em;border-radius:6px;margin:1em 0}
 .profile{background:#e8f0fe;border:1px solid #8ab4f8;padding:.5em 1em;border-radius:6px}
 table{border-collapse:collapse;margin:.6em 0;font-size:.86em} td,th{border:1px solid #ccc;padding:.25em .5em;text-align:center}
-th{background:#f4f4f4} td{white-space:nowrap} td:first-child{text-align:left} .paper{color:#666}
+th{background:#f4f4f4} td{white-space:nowrap} td:first-child{text-align:left} .paper{color:#666;font-size:.85em}
 sup.seeds a,sup.seeds span{margin-right:.25em;font-size:.8em} figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444} .links a{margin-right:1em} .scroll{overflow-x:auto} code{background:#f4f4f4;padding:0 .2em}
 """

@@ -214,18 +214,26 @@ class Table:
         return "\n".join(lines) + "\n"
 
     def to_html(self, link: Callable[[dict], str | None]) -> str:
-        """An HTML table whose cells link each seed's value to its MLflow run (``link(run)``)."""
+        """An HTML table, each cell ours over the paper's (so that a wide table fits the page); each
+        seed's value links its MLflow run (``link(run)``)."""
         def ours(text: str, mark: str, row: str, col: str) -> str:
             text = html.escape(text)
             text = {"bold": f"<b>{text}</b>", "italic": f"<i>{text}</i>"}.get(mark, text)
             return text + seed_links(self.runs.get((row, col), []), link)
 
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self._head())
+        def paper(text: str) -> str:
+            return f'<br><span class="paper">paper {html.escape(text)}</span>' if text != "–" else ""
+
+        titles = self.paper.get("tasks", {})
+        head = [h for h in self._head() if not h.endswith(("(ours)", "(paper)"))]
+        head += [titles.get(col, col) for col in self.columns] + ["Gain %"]
         body = []
         for row in self.rows:
-            cells = [html.escape(c) for c in self._row_head(row)] + self._cells(row, ours, lambda t: f'<span class="paper">{html.escape(t)}</span>')
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        return f'<table class="paper-table"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            cells = self._cells(row, ours, lambda t: t)
+            merged = [cells[i] + paper(cells[i + 1]) for i in range(0, len(cells), 2)]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in [*map(html.escape, self._row_head(row)), *merged]) + "</tr>")
+        head_html = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        return f'<table class="paper-table"><thead><tr>{head_html}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 class MetricsTable:

@@ -67,11 +67,9 @@ def _start_tracker(run: Run, folder: RunDir, paths: Paths, params: Params, rt: R
     if not resuming:
         id_file.unlink(missing_ok=True)  # a fresh (or --force) training is a new MLflow run
     resume = id_file.read_text().strip() if resuming and id_file.is_file() else None
-    study = run.studies[0] if run.studies else None
     expected = run.config.train.iterations * params.runner.cost.step_seconds  # runner.cost (mdeaux bench)
     tracker = tracking.Tracker(
         paths.mlflow_uri, params.profile, run.label, tags, paths.mlflow_artifacts, run_id=resume,
-        parent=(study, params.studies[study].title) if study in params.studies else None,
         lock=paths.runs / ".mlflow.lock", system_metrics_interval=tracking.sampling_interval(expected),
     )
     if tracker.run_id:
@@ -104,9 +102,9 @@ def _train_and_track(run: Run, folder: RunDir, paths: Paths, params: Params, rt:
     for figure in figures:
         tracker.artifact(figure, "plots")
     steps = result.metrics["iterations"]
-    tracker.metrics({f"best.{k}": v for k, v in result.metrics["best"].items()}, step=steps)
-    tracker.metrics({f"final.{k}": v for k, v in result.metrics["final"].items()}, step=steps)
-    tracker.metrics({"train_seconds": result.metrics["train_seconds"]}, step=steps)
+    tracker.summary({**{f"best.{k}": v for k, v in result.metrics["best"].items()},
+                     **{f"final.{k}": v for k, v in result.metrics["final"].items()},
+                     "train_seconds": result.metrics["train_seconds"]}, step=steps)
     if whole:
         tracker.mark_complete()
     tracker.finish()

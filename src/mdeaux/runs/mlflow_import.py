@@ -26,6 +26,7 @@ from mdeaux.runs.tracking import (
     KIND,
     PARENT,
     RUN_FILES,
+    RUNS,
     SOURCE,
     _client,
     _finite,
@@ -110,10 +111,10 @@ def _metrics_from_files(run_dir: RunDir, result: Mapping[str, Any], start_ms: in
 def import_run(paths, run, parents: Mapping[str, str] | None = None) -> str | None:
     """Create the MLflow run of a finished training run from ``runs/<id>/``, unless it is tracked.
 
-    ``run`` is a planned ``runs.Run`` (with ``studies``); ``parents`` maps study names to parent run
-    ids (``ensure_parents``; looked up when not given). The new run gets the params (the flattened
-    config), the per-step, test, best and final metrics, the tags of training time (``tags.json``,
-    else computed now) with ``mdeaux.source=import``, the artifacts and figures, and its parent; its
+    ``run`` is a planned ``runs.Run`` (with ``studies``); ``parents`` is what ``ensure_parents``
+    returned (looked up when not given). The new run gets the params (the flattened config), the
+    per-step, test, best and final metrics, the tags of training time (``tags.json``, else computed
+    now) with ``mdeaux.source=import``, the artifacts and figures, and its parent (``training runs``); its
     id is written to ``runs/<id>/mlflow_run_id``. Incomplete MLflow runs of the same training run
     (a tracker that lost its connection) are deleted once the complete one exists. Returns the new
     MLflow run id, or None when the run was already tracked. Holds ``runs/<id>/.lock`` (the lock
@@ -137,16 +138,11 @@ def import_run(paths, run, parents: Mapping[str, str] | None = None) -> str | No
             if not id_file.is_file() or id_file.read_text().strip() != known:
                 atomic.write_text(id_file, known + "\n")  # found by its run_id tag
             return None
-        study = run.studies[0] if run.studies else None
-        parent = None
-        if study is not None:
-            parent = (parents or {}).get(study) or ensure_parents(uri, profile, paths.mlflow_artifacts, {study: study},
-                                                                 paths.runs / ".mlflow.lock")[study]
+        parent = (parents or {}).get(RUNS) or ensure_parents(uri, profile, paths.mlflow_artifacts, {}, paths.runs / ".mlflow.lock")[RUNS]
         saved = run_dir / RunDir.TAGS
         tags = json.loads(saved.read_text()) if saved.is_file() else run_tags(run, paths.root)
         tags.update({KIND: "run", SOURCE: "import", "studies": ",".join(run.studies) or tags.get("studies", "")})
-        if parent is not None:
-            tags[PARENT] = parent
+        tags[PARENT] = parent
         end_ms = int(metrics_file.stat().st_mtime * 1000)
         start_ms = end_ms - int(1000 * float(result.get("train_seconds") or 0))
         mlrun = client.create_run(experiment_id, start_time=start_ms, tags=tags, run_name=run.label)

@@ -13,17 +13,15 @@ from pathlib import Path
 from mdeaux import atomic
 from mdeaux.params import Params
 from mdeaux.paths import Paths
-from mdeaux.runs import mlflow_import, tracking
+from mdeaux.runs import mlflow_import, mlflow_studies, tracking
 from mdeaux.runs.plan import plan
 from mdeaux.runs.store import RunDir, RunStore
 
 log = logging.getLogger(__name__)
 
 
-def snakemake_profile(paths: Paths, name: str | None) -> Path | None:
+def snakemake_profile(paths: Paths, name: str) -> Path:
     """A Snakemake profile: a folder, or a name under pipeline/profiles/ (docs/slurm.md)."""
-    if not name:
-        return None
     folders = paths.root / "pipeline" / "profiles"
     profile = Path(name).resolve() if Path(name).is_dir() else folders / name if (folders / name).is_dir() else None
     if profile is None or not any((profile / f).is_file() for f in ("config.yaml", "profile.yaml")):
@@ -33,8 +31,16 @@ def snakemake_profile(paths: Paths, name: str | None) -> Path | None:
     return profile
 
 
+TIMINGS = ("train_seconds",)  # in a run's metrics.json, not in results/train.json
+
+
+def results_of(folder: RunDir) -> dict:
+    """A finished run's metrics without its timings."""
+    return {k: v for k, v in folder.metrics().items() if k not in TIMINGS}
+
+
 def train(paths: Paths, params: Params, cores: int | None = None, profile_name: str | None = None) -> None:
-    profile = snakemake_profile(paths, profile_name)
+    profile = snakemake_profile(paths, profile_name or "local")
     store = RunStore(paths.runs)
     runs = plan(paths, params)
     missing = [r for r in runs if not store[r.id].done]
@@ -44,36 +50,31 @@ def train(paths: Paths, params: Params, cores: int | None = None, profile_name: 
         snakefile = paths.root / "pipeline" / "Snakefile"
         if not snakefile.is_file():
             raise FileNotFoundError(f"{snakefile} is missing: run mdeaux from the mdeaux repository root")
-        cmd = [
-            sys.executable, "-m", "snakemake",
-            "--snakefile", str(snakefile),
-            "--directory", str(paths.root),
-            *(["--profile", str(profile)] if profile else []),  # its cores/jobs/executor, unless --cores is given
-            *(["--cores", str(cores or params.runner.cores)] if cores or not profile else []),
-            "--rerun-triggers", "mtime",
-            "--keep-going",
-            "--ignore-incomplete",  # metrics.json is written atomically: a killed job leaves no half output
-            "--printshellcmds",
-        ]  # fmt: skip
+        # the profile holds Snakemake's settings (pipeline/profiles/local by default); --cores wins over its own
+        cores = cores or (params.runner.cores if profile_name is None else None)
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(paths.root),
+               "--profile", str(profile), *(["--cores", str(cores)] if cores else [])]
         log.info("running: %s", " ".join(cmd))
         result = subprocess.run(cmd, cwd=paths.root)
         failed = [r for r in missing if not store[r.id].done]
         if result.returncode != 0 or failed:
             logs = ", ".join(str(store[r.id] / RunDir.LOG) for r in failed)
             raise SystemExit(f"{len(failed)} run(s) failed; see {logs or 'the Snakemake output above'}")
+    # results/train.json is a DVC output: only what the runs are and what they reached, nothing of how this
+    # call went (which runs it trained, how long they took: train.log, MLflow), so a fresh clone makes it again
+    # byte for byte
     records = [{"id": r.id, "label": r.label, "studies": list(r.studies), "config": r.config.model_dump(mode="json"),
-                "inputs": r.inputs, "metrics": store[r.id].metrics()} for r in runs]
-    summary = {
-        "profile": params.profile,
-        "trained": [r.id for r in missing],
-        "reused": [r.id for r in runs if r not in missing],
-        "runs": records,
-    }
-    atomic.write_json(paths.results / "train.json", summary)
-    log.info("trained %d run(s), reused %d; results in %s", len(summary["trained"]), len(summary["reused"]), paths.results / "train.json")
+                "inputs": r.inputs, "metrics": results_of(store[r.id])} for r in runs]
+    atomic.write_json(paths.results / "train.json", {"profile": params.profile, "runs": records})
+    log.info("trained %d run(s), reused %d; results in %s", len(missing), len(runs) - len(missing), paths.results / "train.json")
     # runs whose tracker could not reach MLflow (offline SLURM nodes, a server that was down) are
     # imported from runs/<id>/ now; runs already tracked are skipped
     parents = tracking.prepare(paths, params)
     if parents:
         counts = mlflow_import.import_done(paths, runs, parents)
         log.info("MLflow (%s): %d run(s) imported, %d already tracked", paths.mlflow_uri, counts["imported"], counts["tracked"])
+        try:  # each study's parent: one child per run it uses
+            created = mlflow_studies.sync_cells(paths, params, runs, parents)
+            log.info("MLflow: %d study cell(s) added", created)
+        except Exception as err:  # noqa: BLE001 - tracking must never stop the pipeline
+            log.warning("MLflow: could not add the study cells (%s); the next `mdeaux train` adds them", err)

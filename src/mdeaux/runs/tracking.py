@@ -1,15 +1,20 @@
-"""MLflow tracking: one experiment per profile, a parent run per study, one child run per training run.
+"""MLflow tracking: one experiment per profile; in it, the parent of every training run and one parent
+per study.
 
 The tracking URI is the SQLite database at the store root (``mlflow.db``), or ``MLFLOW_TRACKING_URI``
 when set (e.g. a tracking server, ``http://host:5000``).
 
-- ``ensure_parents`` creates the experiment and one parent run per study (run name ``study:<name>``,
-  tags ``mdeaux.kind=study``, ``mdeaux.study``, ``mdeaux.title``) once, before the runs fan out; it
-  finds existing parents by tag, so calling it again creates nothing.
-- ``Tracker`` is the live MLflow run of one training run: a child (``mlflow.parentRunId``) of its
-  first study's parent, with params (the flattened config), per-step curves, test metrics at each
-  evaluation, system metrics, tags (``run_tags``) and artifacts. Tracking never decides whether a
-  run succeeds: if MLflow fails, training goes on and its numbers stay in ``runs/<id>/``.
+- ``ensure_parents`` creates the experiment, the parent ``training runs`` (tag ``mdeaux.kind=runs``)
+  and one parent run per study (run name ``study:<name>``, tags ``mdeaux.kind=study``, ``mdeaux.study``,
+  ``mdeaux.title``) once, before the runs fan out; it finds existing parents by tag, so calling it
+  again creates nothing.
+- ``Tracker`` is the live MLflow run of one training run: a child (``mlflow.parentRunId``) of
+  ``training runs``, named by its label, with params (the flattened config and its decoder LR
+  factors), per-step curves, test metrics at each evaluation, system metrics, tags (``run_tags``)
+  and artifacts. Tracking never decides whether a run succeeds: if MLflow fails, training goes on
+  and its numbers stay in ``runs/<id>/``.
+- ``mlflow_studies.py`` puts under each study's parent one child per run the study uses (a "cell":
+  the run's label, axes and best/final metrics, linking to the training run) and the study's results.
 - ``mlflow_import.py`` builds the same MLflow run from ``runs/<id>/`` afterwards, for runs whose
   tracker could not reach MLflow (offline compute nodes, a server that was down).
 """
@@ -34,6 +39,11 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 RUN_FILES = (RunDir.CONFIG, RunDir.STUDIES, RunDir.METRICS, RunDir.CURVES, RunDir.EVALS, RunDir.TAGS)  # logged as artifacts
 KIND, STUDY, TITLE, COMPLETE, SOURCE = "mdeaux.kind", "mdeaux.study", "mdeaux.title", "mdeaux.complete", "mdeaux.source"
 PARENT = "mlflow.parentRunId"  # the tag MLflow's UI nests child runs by
+RUNS = ":training-runs"  # ensure_parents' key of the parent of every training run (not a study name)
+TRAINING_RUNS = "training runs"  # its run name
+# what decides a run: git_dirty is "true" only when one of these differs from the commit (not when the
+# pipeline's own outputs, dvc.lock and reports/, are being rewritten)
+CODE_PATHS = ("src", "pipeline", "params.yaml", "dvc.yaml", "pyproject.toml", "constraints.txt")
 # config values also set as tags, for short filters (tags.seed = '0') and grouping in the UI
 CONFIG_TAGS = ("task", "depth_dataset", "aux_set", "alpha", "beta", "gamma", "fraction", "seed")
 # system metrics: about this many samples per run, at least 1 s and at most 30 s apart (MLflow's
@@ -61,9 +71,19 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_params(config) -> dict[str, str]:
-    """A run's MLflow params: every resolved config value (``training/config.py``), flattened, as text;
-    values that do not apply to the run (None) are left out."""
-    return {k: str(v) for k, v in flatten(config.model_dump(mode="json")).items() if v is not None}
+    """A run's MLflow params: every resolved config value (``training/config.py``), flattened, as text
+    (values that do not apply to the run, None, are left out; a baseline's gamma is 1), and the decoder
+    LR factors of its two steps (``lr_factor.depth``, ``lr_factor.aux``: alpha and 1 - alpha, 1 and beta,
+    or gamma), which compare across the alpha, beta and gamma studies."""
+    from mdeaux.training.scheme import decoder_lrs
+
+    values = {k: str(v) for k, v in flatten(config.model_dump(mode="json")).items() if v is not None}
+    if config.baseline:
+        values.setdefault("gamma", "1.0")
+    depth, aux = decoder_lrs(config)
+    values["lr_factor.depth"] = f"{depth / config.train.lr:g}"
+    values["lr_factor.aux"] = "0" if aux is None else f"{aux / config.train.lr:g}"
+    return values
 
 
 def git_state(root: Path) -> dict[str, str]:
@@ -74,7 +94,7 @@ def git_state(root: Path) -> dict[str, str]:
             return ""
 
     commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = "true" if git("status", "--porcelain", "--untracked-files=no") else "false"
+    dirty = "true" if git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) else "false"
     return {"git_commit": commit, "git_dirty": dirty}
 
 
@@ -145,6 +165,8 @@ def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
     name = experiment_name(profile)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if artifacts is not None and not is_server(uri):
+            relocate(uri, artifacts)
         return exp.experiment_id
     location = artifacts.resolve().as_uri() if artifacts is not None and not is_server(uri) else None
     try:
@@ -157,19 +179,44 @@ def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
         return exp.experiment_id
 
 
-def _study_parents(client, experiment_id: str) -> dict[str, Any]:
-    """The parent run of each study in the experiment; of duplicates (two processes racing without a
-    shared lock) always the same one: the oldest, then the smallest run id."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{KIND}` = 'study'", max_results=1000)
+def relocate(uri: str, artifacts: Path) -> None:
+    """Point a SQLite store's artifact locations at ``artifacts`` when the store was moved.
+
+    MLflow stores artifact locations as absolute paths (a relative one is resolved when the experiment
+    is created), so a repository copied or cloned elsewhere with its ``mlflow.db`` would show no
+    artifacts. The experiments' and runs' locations under the old ``mlartifacts/`` are rewritten to the
+    current one (both are columns of MLflow's schema: ``experiments.artifact_location``,
+    ``runs.artifact_uri``); a store in place is left as it is.
+    """
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        return
+    new = artifacts.resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(uri.removeprefix("sqlite:///"), timeout=60)) as db, db:
+        rows = db.execute("SELECT artifact_location FROM experiments WHERE artifact_location LIKE 'file://%/mlartifacts'").fetchall()
+        for (old,) in rows:
+            if old != new:
+                db.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (new, old))
+                db.execute("UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE artifact_uri LIKE ? || '/%'",
+                           (new, len(old) + 1, old))
+                log.info("MLflow: artifact locations moved from %s to %s", old, new)
+
+
+def _parents(client, experiment_id: str, kind: str) -> dict[str, Any]:
+    """The parent runs of one kind (``study``: keyed by study; ``runs``: key ""); of duplicates (two
+    processes racing without a shared lock) always the same one: the oldest, then the smallest id."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{KIND}` = '{kind}'", max_results=1000)
     found: dict[str, Any] = {}
     for r in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
-        found.setdefault(r.data.tags.get(STUDY), r)
+        found.setdefault(r.data.tags.get(STUDY, ""), r)
     return found
 
 
 def ensure_parents(uri: str, profile: str, artifacts: Path | None, studies: Mapping[str, str],
                    lock: Path | None = None, details: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
-    """The MLflow run id of each study's parent run, creating the missing ones (idempotent).
+    """The MLflow run id of each study's parent run and, under ``RUNS``, of the parent of every training
+    run, creating the missing ones (idempotent).
 
     ``studies`` maps study name to title (params ``studies.<name>.title``); ``details`` optionally
     maps a study to its definition, logged as the new parent's params. ``lock`` is a file that
@@ -180,8 +227,13 @@ def ensure_parents(uri: str, profile: str, artifacts: Path | None, studies: Mapp
     client = _client(uri)
     experiment_id = setup(uri, profile, artifacts)
     with _locked(lock):
-        found = _study_parents(client, experiment_id)
-        ids = {}
+        found = _parents(client, experiment_id, "study")
+        container = _parents(client, experiment_id, "runs").get("")
+        if container is None:
+            container = client.create_run(experiment_id, run_name=TRAINING_RUNS, tags={
+                KIND: "runs", "mlflow.note.content": "Every training run; each study's parent holds one child per run it uses."})
+            client.set_terminated(container.info.run_id, "FINISHED")
+        ids = {RUNS: container.info.run_id}
         for name, title in studies.items():
             if name in found:
                 ids[name] = found[name].info.run_id
@@ -216,18 +268,18 @@ class Tracker:
     """The live MLflow run of one training run; degrades to a warning instead of failing the run.
 
     ``run_id`` continues the MLflow run a checkpoint was written for (``resumed`` tells whether that
-    worked; if that run is not in the store, a new one is started). ``parent`` (study name, title)
-    makes the run a child of that study's parent run. ``system_metrics_interval`` (seconds) turns on
+    worked; if that run is not in the store, a new one is started); a continued run does not log again
+    the steps it had logged before it was stopped. The run is a child of ``training runs``. ``system_metrics_interval`` (seconds) turns on
     MLflow's system metrics (CPU, memory, disk, network; GPUs with ``nvidia-ml-py``) when psutil is
     installed; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` in the environment takes precedence.
     """
 
     def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None,
-                 run_id: str | None = None, parent: tuple[str, str] | None = None, lock: Path | None = None,
-                 system_metrics_interval: float | None = None):
+                 run_id: str | None = None, lock: Path | None = None, system_metrics_interval: float | None = None):
         self.active = False
         self.resumed = False
         self.run = None
+        self._logged: dict[str, int] = {}  # a continued run: the last step logged per metric, read when first needed
         try:
             import mlflow
 
@@ -235,9 +287,7 @@ class Tracker:
             mlflow.set_tracking_uri(uri)
             setup(uri, profile, artifacts)
             mlflow.set_experiment(experiment_name(profile))
-            tags = dict(tags)
-            if parent is not None:
-                tags[PARENT] = ensure_parents(uri, profile, artifacts, {parent[0]: parent[1]}, lock)[parent[0]]
+            tags = {**tags, PARENT: ensure_parents(uri, profile, artifacts, {}, lock)[RUNS]}
             system = _system_metrics(system_metrics_interval)
             if run_id:  # continue the run a checkpoint was written for
                 try:
@@ -274,8 +324,26 @@ class Tracker:
         self._call("log params", "log_params", config_params(config))
 
     def metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if _finite(v)}
-        self._call("log metrics", "log_metrics", clean, step=step)
+        """Per-step values as training logs them; a continued run skips the steps it logged before."""
+        clean = {k: float(v) for k, v in metrics.items() if _finite(v) and step > self._last_logged(k)}
+        if clean:
+            self._call("log metrics", "log_metrics", clean, step=step)
+
+    def summary(self, metrics: Mapping[str, float], step: int) -> None:
+        """End-of-run values (best, final), logged once."""
+        self._call("log metrics", "log_metrics", {k: float(v) for k, v in metrics.items() if _finite(v)}, step=step)
+
+    def _last_logged(self, key: str) -> int:
+        if not (self.resumed and self.active):
+            return -1
+        if key not in self._logged:
+            try:
+                history = self.mlflow.MlflowClient().get_metric_history(self.run_id, key)
+            except Exception as err:  # noqa: BLE001
+                self._warn("read the metric history", err)
+                return -1
+            self._logged[key] = max((m.step for m in history), default=-1)
+        return self._logged[key]
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._call(f"log artifact {path.name}", "log_artifact", str(path), artifact_path)
@@ -316,3 +384,23 @@ def _system_metrics(interval: float | None) -> bool:
 
         set_system_metrics_sampling_interval(interval)
     return True
+
+
+def ui(paths, params) -> int:
+    """``mdeaux ui``: the MLflow UI for this repository's store, on the host and port of params.yaml
+    ``report.mlflow_ui`` (where reports/index.html links), opened on the experiment's runs table."""
+    from urllib.parse import urlsplit
+
+    address = urlsplit(params.report.mlflow_ui)
+    if not paths.mlflow_db.is_file():
+        raise FileNotFoundError(f"{paths.mlflow_db} is missing: train some runs first (`make repro` or `mdeaux train`)")
+    uri = f"sqlite:///{paths.mlflow_db}"
+    experiment = setup(uri, params.profile, paths.mlflow_artifacts)  # also points a moved store at its artifacts
+    url = f"{params.report.mlflow_ui.rstrip('/')}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    log.info("MLflow UI for %s: open %s (Ctrl-C stops it)", paths.mlflow_db, url)
+    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", address.hostname or "127.0.0.1",
+           "--port", str(address.port or 5000)]
+    try:
+        return subprocess.run(cmd, cwd=paths.root).returncode
+    except KeyboardInterrupt:
+        return 0
