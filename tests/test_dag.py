@@ -168,7 +168,7 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     search = (f"import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); print(mlflow.search_runs("
               f"experiment_names=['mdeaux-mini'], filter_string=\"{README_MLFLOW_SEARCH}\"))")
     found = sh([sys.executable, "-c", search], dest, env).stdout
-    assert "Empty DataFrame" not in found and "mldc" in found
+    assert "Empty DataFrame" not in found and "[3 rows" in found  # Table 3's MLDC, segmentation, reconstruction
     # each study's parent holds one cell per run it uses; its metrics are the study's results
     cells = mlflow.search_runs(experiment_names=["mdeaux-mini"], output_format="list", filter_string="tags.`mdeaux.kind` = 'cell'")
     assert len(cells) == sum(len(r["studies"]) for r in train["runs"])
@@ -176,8 +176,7 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
                                 filter_string="tags.`mdeaux.study` = 'table3' and tags.`mdeaux.kind` = 'study'")[0]
     assert table3.data.metrics["mean_gain_pct"] == json.loads((dest / "reports/metrics.json").read_text())["gain"]["table3"]
 
-    sh(["git", "add", "-A"], dest, env)
-    sh(["git", "commit", "-qm", "baseline results"], dest, env)
+    # (the results are committed above, with the team's remote)
     before = {p.parent.name for p in (dest / "runs").glob("*/metrics.json")}
     sh(["dvc", "exp", "run", "-S", "alpha=0.8"], dest, env)
     shown = sh(["dvc", "exp", "show", "--drop", ".*", "--keep", r"Experiment|alpha|gain\.", "--no-pager"], dest,

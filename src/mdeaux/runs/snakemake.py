@@ -40,12 +40,12 @@ def results_of(folder: RunDir) -> dict:
 
 
 def train(paths: Paths, params: Params, cores: int | None = None, profile_name: str | None = None) -> None:
-    profile = snakemake_profile(paths, profile_name or "local")
     store = RunStore(paths.runs)
     runs = plan(paths, params)
     missing = [r for r in runs if not store[r.id].done]
     log.info("%d run(s) planned: %d to train, %d reused from %s", len(runs), len(missing), len(runs) - len(missing), paths.runs)
     if missing:
+        profile = snakemake_profile(paths, profile_name or "local")
         tracking.prepare(paths, params)  # DB, experiment and study parent runs before fan-out (warns, never raises)
         snakefile = paths.root / "pipeline" / "Snakefile"
         if not snakefile.is_file():
