@@ -132,14 +132,15 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_world, r
     plan(tiny_world, tmp_path)
     monkeypatch.setenv("MDEAUX_STORE", str(tmp_path))
     paths = Paths(tiny_world)
-    real_step = Trainer.step
+    real_step = Trainer.step_on
 
-    def poisoned(self, batch):
-        if batch["step"] == 7:  # the 8th step's depth loss is nan (the checkpoint of step 6 exists)
-            batch = dict(batch, depth=(batch["depth"][0] * float("nan"), batch["depth"][1]))
-        return real_step(self, batch)
+    def poisoned(self, it, depth, aux):
+        if it == 7:  # the 8th step's depth loss is nan (the checkpoint of step 6 exists)
+            feats, y = depth
+            depth = ([(patches * float("nan"), cls) for patches, cls in feats], y)
+        return real_step(self, it, depth, aux)
 
-    monkeypatch.setattr(Trainer, "step", poisoned)
+    monkeypatch.setattr(Trainer, "step_on", poisoned)
     folder = RunStore(paths.runs)[run_id]
     run = load_run(folder)
     with pytest.raises(NonFiniteLoss, match=r"depth loss is nan at iteration 7.*last good checkpoint .*step 6\) is kept"):

@@ -1,7 +1,7 @@
 """pipeline/Snakefile with its profiles, on a machine without SLURM.
 
-The SLURM profile's dry run must plan exactly the runs `mdeaux runs` reports missing and show each
-job's resources as params.yaml runner.slurm and MDEAUX_SLURM_PARTITION / MDEAUX_SLURM_ACCOUNT set
+The SLURM profile's dry run must plan exactly the cohorts of the runs `mdeaux runs` reports missing
+(one job per cohort) and show each job's resources as params.yaml runner.slurm and MDEAUX_SLURM_PARTITION / MDEAUX_SLURM_ACCOUNT set
 them. One test then runs the profile for real through the installed executor plugin against a fake
 SLURM (sbatch, srun, sacct scripts on PATH): the sbatch flags, and a preempted job that is requeued
 and resumes from its checkpoint.
@@ -43,28 +43,28 @@ def project(world: Path, where: Path, train: dict | None = None, tasks: list | N
 
 
 def dry_run(root: Path, profile: str, env: dict) -> dict[str, dict]:
-    """rid -> {"resources": {...}, "shell": str} of every train_run job of a dry run with the profile."""
+    """cohort id -> {"resources": {...}, "shell": str} of every train_cohort job of a dry run with the profile."""
     out = subprocess.run([sys.executable, "-m", "snakemake", "--profile", f"pipeline/profiles/{profile}", "--dry-run"],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
     assert "This was a dry-run" in text, text[-2000:]
     jobs = {}
-    for block in text.split("rule train_run:")[1:]:
-        rid = re.search(r"wildcards: rid=([0-9a-f]{16})", block).group(1)
+    for block in text.split("rule train_cohort:")[1:]:
+        rid = re.search(r"wildcards: cid=([0-9a-f]{16})", block).group(1)
         resources = dict(item.partition("=")[::2] for item in re.search(r"resources: (.*)", block).group(1).split(", "))
         shell = re.search(r"Shell command: (.*)", block).group(1)
         jobs[rid] = {"resources": resources, "shell": shell}
-    stats = re.search(r"^train_run\s+(\d+)$", text, re.M)
+    stats = re.search(r"^train_cohort\s+(\d+)$", text, re.M)
     assert stats and int(stats.group(1)) == len(jobs), text[-2000:]
     return jobs
 
 
-def missing_runs(root: Path, env: dict) -> tuple[set[str], int]:
-    """The ids `mdeaux runs` lists as missing, and the missing count of its summary line."""
+def missing_runs(root: Path, env: dict) -> tuple[dict[str, str], int]:
+    """Run id -> cohort id of the runs `mdeaux runs` lists as missing, and the missing count of its summary line."""
     out = mdeaux(["runs"], root, env).stdout
     count = int(re.search(r"(\d+) missing", out).group(1))
-    return set(re.findall(r"^\s+([0-9a-f]{16})\s+missing\b", out, re.M)), count
+    return dict(re.findall(r"^\s+([0-9a-f]{16})\s+cohort ([0-9a-f]{16})\b", out, re.M)), count
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def slurm_world(tiny_world, tmp_path_factory):
     root = project(tiny_world, base / "proj", **PAPERLIKE)
     env = clean_env(MDEAUX_STORE=str(base / "store"), MDEAUX_SLURM_PARTITION=PARTITION, MDEAUX_SLURM_ACCOUNT=ACCOUNT)
     out = mdeaux(["runs", "--write"], root, env).stdout
-    first = re.search(r"^\s+([0-9a-f]{16})\s+missing\b", out, re.M).group(1)
+    first = re.search(r"^\s+([0-9a-f]{16})\s+cohort\b", out, re.M).group(1)
     done = base / "store" / "runs" / first / "metrics.json"
     done.write_text("{}")  # a finished run is never planned again,
     # even when a main Snakemake killed while the job ran marked it incomplete
@@ -84,24 +84,28 @@ def slurm_world(tiny_world, tmp_path_factory):
     return {"root": root, "env": env, "done": first, "slurm": dry_run(root, "slurm", env), "local": dry_run(root, "local", env)}
 
 
-def test_slurm_dry_run_plans_exactly_the_missing_runs(slurm_world):
-    ids, count = missing_runs(slurm_world["root"], slurm_world["env"])
+def test_slurm_dry_run_plans_exactly_the_cohorts_of_the_missing_runs(slurm_world):
+    cohort_of, count = missing_runs(slurm_world["root"], slurm_world["env"])
     jobs = slurm_world["slurm"]
-    assert len(jobs) == count == len(ids) >= 3, (len(jobs), count, ids)
-    assert set(jobs) == ids
-    assert slurm_world["done"] not in jobs
+    assert count == len(cohort_of) >= 3, (count, cohort_of)
+    assert set(jobs) == set(cohort_of.values())  # one job per cohort: here the 3 runs left share their batches
+    store = Path(slurm_world["env"]["MDEAUX_STORE"]) / "runs" / "cohorts"
+    members = [m for cid in jobs for m in json.loads((store / cid / "members.json").read_text())]
+    assert sorted(members) == sorted(cohort_of)
+    assert slurm_world["done"] not in members
 
 
 def test_slurm_dry_run_shows_each_jobs_resources(slurm_world):
-    for rid, job in slurm_world["slurm"].items():
+    for cid, job in slurm_world["slurm"].items():
         res = job["resources"]
         assert res["gpu"] == "1" and res["gpu_model"] == "a100", res
-        assert (res["cpus_per_task"], res["mem_mb"], res["runtime"]) == ("10", "64000", "180"), res
+        # runner.slurm.runtime_min (180) is per run: the job of a cohort of 3 gets 3 x 180 minutes
+        assert (res["cpus_per_task"], res["mem_mb"], res["runtime"]) == ("10", "64000", "540"), res
         assert (res["slurm_partition"], res["slurm_account"]) == (PARTITION, ACCOUNT), res
         assert res["slurm_extra"].split() == ["--requeue", "--signal=TERM@300"], res
         # one process, replacing the shell so that SLURM's SIGTERM reaches the trainer
-        assert re.fullmatch(rf"exec \S*python\S* -m mdeaux run-one {rid} --no-progress > \S+/{rid}/train\.log 2>&1  # nyuv2/\S+/s0",
-                            job["shell"]), job  # the comment names the run by its label
+        assert re.fullmatch(rf"exec \S*python\S* -m mdeaux run-cohort {cid} --no-progress > \S+/cohorts/{cid}/train\.log "
+                            r"2>&1  # nyuv2/s0: 3 runs", job["shell"]), job  # the comment names what the runs share
 
 
 def test_snakemake_dry_run_from_the_repository_root(tiny_world, tmp_path):
@@ -110,7 +114,7 @@ def test_snakemake_dry_run_from_the_repository_root(tiny_world, tmp_path):
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     text = out.stdout + out.stderr
     assert out.returncode == 0 and "This was a dry-run" in text, text[-2000:]
-    assert len(re.findall(r"^rule train_run:", text, re.M)) == missing_runs(root, env)[1] == 4
+    assert len(re.findall(r"^rule train_cohort:", text, re.M)) == 1 and missing_runs(root, env)[1] == 4
 
 
 def test_local_profile_plans_the_same_jobs_without_slurm_settings(slurm_world):
@@ -134,7 +138,7 @@ def test_plugin_turns_the_resources_into_the_intended_sbatch_flags(slurm_world):
 
     class Job:
         threads = 1
-        name = "train_run"
+        name = "train_cohort"
 
         def __init__(self, resources):
             self.resources = Resources({k: int(v) if v.isdigit() else v for k, v in resources.items()})
@@ -146,28 +150,28 @@ def test_plugin_turns_the_resources_into_the_intended_sbatch_flags(slurm_world):
     validate_slurm_extra(job)  # raises when slurm_extra holds a flag the plugin manages itself
     params = {"run_uuid": "u", "slurm_logfile": "x.log", "comment_str": "c", "account": "", "partition": "", "workdir": "/w"}
     call = get_submit_command(job, params) + set_gres_string(job)
-    for flag in ("-t 180", "--mem 64000", "--cpus-per-task=10", "--requeue --signal=TERM@300", "--gpus=a100:1"):
+    for flag in ("-t 540", "--mem 64000", "--cpus-per-task=10", "--requeue --signal=TERM@300", "--gpus=a100:1"):
         assert flag in call, (flag, call)
 
 
-def test_several_gpus_launch_one_run_with_torchrun(tiny_world, tmp_path):
+def test_several_gpus_launch_one_cohort_with_torchrun(tiny_world, tmp_path):
     root = project(tiny_world, tmp_path / "proj", gpus=2, gpu_model=None, requeue=False, signal_seconds=0)
     env = clean_env(MDEAUX_STORE=str(tmp_path / "store"))
     jobs = dry_run(root, "slurm", env)
     assert jobs
-    for rid, job in jobs.items():
+    for cid, job in jobs.items():
         res = job["resources"]
         assert res["gpu"] == "2" and "gpu_model" not in res, res
         # no environment: partition and account are left to the profile or the cluster's defaults
         assert not {"slurm_partition", "slurm_account", "slurm_extra"} & set(res), res
-        assert re.search(rf"exec \S*torchrun --standalone --nproc_per_node 2 -m mdeaux run-one {rid} --no-progress ", job["shell"]), job
+        assert re.search(rf"exec \S*torchrun --standalone --nproc_per_node 2 -m mdeaux run-cohort {cid} --no-progress ", job["shell"]), job
 
 
 def test_torchrun_waits_out_the_signal_window(tiny_world, tmp_path):
     root = project(tiny_world, tmp_path / "proj", gpus=2, signal_seconds=240)
     jobs = dry_run(root, "slurm", clean_env(MDEAUX_STORE=str(tmp_path / "store")))
     for job in jobs.values():
-        assert "torchrun --standalone --nproc_per_node 2 --shutdown-timeout 240 -m mdeaux run-one" in job["shell"], job
+        assert "torchrun --standalone --nproc_per_node 2 --shutdown-timeout 240 -m mdeaux run-cohort" in job["shell"], job
         assert job["resources"]["slurm_extra"].split() == ["--requeue", "--signal=TERM@240"], job
 
 
@@ -289,7 +293,7 @@ def fake_slurm(folder: Path) -> Path:
 
 
 def test_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tiny_world, tmp_path):
-    """The SLURM profile through the real executor plugin against a fake SLURM: one sbatch per run with
+    """The SLURM profile through the real executor plugin against a fake SLURM: one sbatch per cohort with
     the flags from params and the environment; preemption sends SIGTERM to the job step, the trainer
     writes its checkpoint and exits 143, the requeued job (same id, no new submission) resumes it."""
     root = project(tiny_world, tmp_path / "proj", train={"iterations": {"mini": 12}}, tasks=["baseline"], **PAPERLIKE)
@@ -309,9 +313,10 @@ def test_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tiny_wo
         assert any(argv[i:i + len(flags)] == flags for i in range(len(argv))), (flags, argv)
     steps = (state / "srun.args").read_text().splitlines()
     assert len(steps) == 2 and all("--gpus=1" in s and "--cpus-per-task=10" in s for s in steps), steps
-    (logs,) = (root / ".snakemake" / "slurm_logs" / "rule_train_run").iterdir()  # one folder per run id
+    (logs,) = (root / ".snakemake" / "slurm_logs" / "rule_train_cohort").iterdir()  # one folder per cohort id
     (slurm_log,) = logs.glob("*.log")
-    run = store / "runs" / logs.name
+    (run_id,) = json.loads((store / "runs" / "cohorts" / logs.name / "members.json").read_text())
+    run = store / "runs" / run_id
     assert "exit status 143" in slurm_log.read_text(), slurm_log.read_text()[-3000:]  # first attempt: checkpoint, 143
     assert "resuming from" in (run / "train.log").read_text()
     assert (run / "metrics.json").is_file() and not (run / "checkpoint.pt").exists()

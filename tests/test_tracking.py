@@ -384,7 +384,8 @@ def test_unreachable_stores_degrade_to_warnings(tmp_path, params, caplog):
 def test_offline_run_keeps_its_metrics_and_train_imports_it(tiny_world, tmp_path, params):
     store = tmp_path / "store"
     out = mdeaux(["runs", "--write"], tiny_world, clean_env(MDEAUX_STORE=str(store))).stdout
-    ids = {line.split()[2].split("/")[1].split("+")[0]: line.split()[0] for line in out.splitlines() if line.startswith("  ")}
+    labels = {line.split()[0]: next(t for t in line.split() if "/" in t) for line in out.splitlines() if line.startswith("  ")}
+    ids = {label.split("/")[1].split("+")[0]: rid for rid, label in labels.items()}
     assert set(ids) == {"baseline", "mldc", "segmentation", "reconstruction"}, out
     closed = free_port()  # nothing listens there: the tracker cannot connect
     env = clean_env(MDEAUX_STORE=str(store), MLFLOW_TRACKING_URI=f"http://127.0.0.1:{closed}",

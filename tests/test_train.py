@@ -98,7 +98,7 @@ import numpy as np  # noqa: E402
 from mdeaux.data.datasets.registry import NYUV2  # noqa: E402
 from mdeaux.training.evaluate import Best, evaluate  # noqa: E402
 from mdeaux.training.scheme import decoder_lrs  # noqa: E402
-from mdeaux.training.stream import SampleSource, StepData, aux_plan  # noqa: E402
+from mdeaux.training.stream import AuxStream, SampleSource, StepData, aux_plan  # noqa: E402
 
 NYU_AUG = parse(copy.deepcopy(RAW)).augment["nyuv2"]  # no resize, no KB crop
 
@@ -123,7 +123,10 @@ class LeftRight(torch.nn.Module):
         super().__init__()
         self.left, self.right = left, right
 
-    def depth(self, x):
+    backbone = torch.nn.Identity()  # evaluate() passes the backbone's output to depth(feats=...)
+
+    def depth(self, x=None, feats=None):
+        x = feats
         h, w = x.shape[-2] // 2, x.shape[-1] // 2
         out = torch.full((x.shape[0], 1, h, w), self.right)
         out[..., : w // 2] = self.left
@@ -133,8 +136,8 @@ class LeftRight(torch.nn.Module):
 def test_flip_tta_averages_the_flipped_prediction():
     data = StubData(2.0)
     model = LeftRight(1.0, 3.0)
-    without = evaluate(model, data, data.ids(), NYUV2, flip=False, aug=NYU_AUG)
-    with_flip = evaluate(model, data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
+    without = evaluate([model], data, data.ids(), NYUV2, flip=False, aug=NYU_AUG)[0]
+    with_flip = evaluate([model], data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)[0]
     assert without["abs_rel"] == pytest.approx(0.5, abs=0.02)  # |2-1|/2 and |2-3|/2 everywhere but the seam
     assert with_flip["abs_rel"] == pytest.approx(0.0, abs=1e-6)  # (1 + 3) / 2 = 2 everywhere
     assert with_flip["a1"] == pytest.approx(1.0)
@@ -143,7 +146,7 @@ def test_flip_tta_averages_the_flipped_prediction():
 def test_each_prediction_is_clamped_before_the_flip_average():
     # left 20 m is clamped to max_depth 10 first (DINOv2 encode_decode), so the average is (10 + 0.5) / 2
     data = StubData(5.25)
-    metrics = evaluate(LeftRight(20.0, 0.5), data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
+    metrics = evaluate([LeftRight(20.0, 0.5)], data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)[0]
     assert metrics["abs_rel"] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -204,14 +207,16 @@ def test_augmentation_draws_depend_only_on_the_sample_number():
 def test_two_processes_split_each_global_batch_in_halves():
     aux = {"ade20k": SampleSource(IdData(), [str(i) for i in range(10, 15)], "segmentation", ident, 0, "ade20k")}
     plan = aux_plan(["ade20k"], [5], 4, "cycle", 0)
-    single = StepData(source(), aux, plan, batch_size=2)
-    halves = [StepData(source(), aux, plan, batch_size=2, rank=r, world=2) for r in (0, 1)]
+    streams = [AuxStream(aux, plan)]
+    single = StepData(source(), streams, batch_size=2)
+    halves = [StepData(source(), streams, batch_size=2, rank=r, world=2) for r in (0, 1)]
     for s in range(4):
         whole = single[s]
         assert ids_of(whole["depth"]) == ids_of(halves[0][s]["depth"]) + ids_of(halves[1][s]["depth"])
-        assert torch.equal(whole["aux"][1], torch.cat([h[s]["aux"][1] for h in halves]))
+        (name, (_, labels)), = whole["aux"]
+        assert name == "ade20k" and torch.equal(labels, torch.cat([h[s]["aux"][0][1][1] for h in halves]))
     with pytest.raises(ValueError, match="divisible"):
-        StepData(source(), aux, plan, batch_size=3, world=2)
+        StepData(source(), streams, batch_size=3, world=2)
 
 
 def test_aux_plan_modes():
@@ -284,13 +289,16 @@ def test_evaluation_resizes_the_image_but_scores_at_the_original_size():
             super().__init__()
             self.shapes = []
 
-        def depth(self, x):
+        backbone = torch.nn.Identity()
+
+        def depth(self, x=None, feats=None):
+            x = feats
             self.shapes.append(tuple(x.shape[-2:]))
             return torch.full((1, 1, x.shape[-2] // 2, x.shape[-1] // 2), 2.0)
 
     data = StubData(2.0)
     model = Recorder()
-    metrics = evaluate(model, data, data.ids(), NYUV2, flip=False, aug=NYU_AUG.model_copy(update={"resize_to": [240, 320]}))
+    metrics = evaluate([model], data, data.ids(), NYUV2, flip=False, aug=NYU_AUG.model_copy(update={"resize_to": [240, 320]}))[0]
     assert set(model.shapes) == {(240, 320)} and metrics["abs_rel"] == pytest.approx(0.0)
 
 

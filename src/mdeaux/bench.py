@@ -11,7 +11,10 @@ initialised backbone of the real size, so no weights are needed), one run of thi
   what training consumes;
 * the peak memory (process RSS on CPU, allocated memory on a GPU);
 * on a GPU: the backbone's images per second in bf16 and the fraction of the GPU's bf16 dense peak
-  that this reaches (FLOPs counted analytically).
+  that this reaches (FLOPs counted analytically);
+* with ``--cohort K``: the per-run time of a global step and of an evaluation when K runs share the
+  backbone passes (training/cohort.py) against the same run alone, and the split of a step into
+  backbone and decoder time (``cohort_bench``).
 
 Everything is measured in one run, so the ratios are meaningful on any machine. The data are the
 project's prepared NYUv2 and ADE20K (the mini world after ``dvc repro``), cropped to the chosen
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import torch
 import yaml
 
+from mdeaux.data.datasets.registry import get as get_spec
 from mdeaux.model.backbone import FrozenBackbone
 from mdeaux.model.depth_aux import build_model
 from mdeaux.model.specs import BACKBONES, PATCH_SIZE
@@ -89,6 +93,7 @@ def bench_config(raw: dict, config: str, backbone: str) -> RunConfig:
     raw = copy.deepcopy(raw)
     raw["profile"] = "mini" if config == "mini" else "paper"
     raw["datasets"] = ["nyuv2", "ade20k"]  # what this benchmark reads; paper profile checks nothing else here
+    raw["studies"] = {}  # the studies may name other datasets: the benchmark plans no study
     params = parse(raw)
     cfg = resolve_config(params, depth="nyuv2", task="mldc", aux="ade20k", seed=0)
     if config == "real":
@@ -98,9 +103,7 @@ def bench_config(raw: dict, config: str, backbone: str) -> RunConfig:
 
 def build(cfg: RunConfig, config: str, rt: Runtime):
     """The benchmark's model, initialised directly on the device (a random ViT-g is 1.1 B parameters)."""
-    from mdeaux.data.datasets.registry import get
-
-    model_cfg = {**cfg.model.model_dump(), "aux_heads": {"ade20k": tasks.get("mldc").head_channels(get("ade20k"))}}
+    model_cfg = {**cfg.model.model_dump(), "aux_heads": {"ade20k": tasks.get("mldc").head_channels(get_spec("ade20k"))}}
     torch.manual_seed(0)
     with torch.device(rt.device):
         if config == "mini":
@@ -140,7 +143,8 @@ def _timed(fn, rt: Runtime, repeats: int) -> float:
 def floor_pass(trainer: Trainer, batch: dict) -> None:
     """What a global step cannot avoid: backbone forward, decoder + head forward and backward, twice."""
     model = trainer.model
-    for x, head in ((batch["depth"][0], model.depth_head), (batch["aux"][0], model.aux_heads[batch["aux_name"]])):
+    aux_name, aux = batch["aux"][0]
+    for x, head in ((batch["depth"][0], model.depth_head), (aux[0], model.aux_heads[aux_name])):
         x = x.to(trainer.rt.device)
         with trainer.rt.autocast(trainer.train.precision):
             out = head(model.decoder(model.backbone(x)))
@@ -151,7 +155,7 @@ def floor_pass(trainer: Trainer, batch: dict) -> None:
 def run_bench(paths, raw: dict, config: str, backbone: str, steps: int, warmup: int, rt: Runtime) -> Result:
     cfg = bench_config(raw, config, backbone)
     trainer = Trainer(cfg, rt, model=build(cfg, config, rt))
-    data = step_data(cfg, paths)
+    data, _ = step_data([cfg], paths)
     total = warmup + steps
     # loader alone, with the configured workers (first item excluded: worker start-up)
     loader = iter(step_loader(data, 0, total, rt.workers))
@@ -185,6 +189,87 @@ def run_bench(paths, raw: dict, config: str, backbone: str, steps: int, warmup: 
     return Result(step_ms, floor_ms, loader_steps_s, peak)
 
 
+@dataclass
+class CohortResult:
+    k: int
+    alone_ms: float  # one run's global step alone (its own two backbone passes)
+    cohort_ms: float  # the cohort's global step: two backbone passes, then each run's decoder steps
+    backbone_ms: float  # the two backbone passes (depth and auxiliary batch)
+    eval_alone_ms: float  # one test image (flip TTA) for one run alone
+    eval_cohort_ms: float  # one test image for the whole cohort
+    peak_mib: float
+
+    @property
+    def decoder_ms(self) -> float:
+        """A run's own share of a step: its decoder and heads, forward and backward, and its updates."""
+        return (self.cohort_ms - self.backbone_ms) / self.k
+
+
+def cohort_bench(paths, raw: dict, config: str, backbone: str, k: int, steps: int, warmup: int, rt: Runtime) -> CohortResult:
+    """K MLDC runs that differ only in alpha (so they share the depth and the auxiliary batch, as Fig. 1's
+    alpha sweep does), on one batch already in memory, timed in one process."""
+    from mdeaux.data.prepare import PreparedDataset
+    from mdeaux.data.split import SplitFile
+    from mdeaux.model.depth_aux import frozen_backbone
+    from mdeaux.training.evaluate import evaluate
+    from mdeaux.training.scheme import backbone_features, build_run_model
+
+    base = bench_config(raw, config, backbone)
+    with torch.device(rt.device):
+        shared = frozen_backbone(base.model.model_dump()) if config == "mini" else random_backbone(base.model.backbone)
+        trainers = [Trainer(cfg, rt, build_run_model(cfg, shared))
+                    for cfg in (base.model_copy(update={"alpha": round(0.9 - 0.05 * i, 2)}) for i in range(k))]
+    if rt.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(rt.device)
+    data, _ = step_data([base], paths)
+    batch = data[0]
+    (x, y), (name, pair) = trainers[0].to_device(batch["depth"]), batch["aux"][0]
+    xa, ya = trainers[0].to_device(pair)
+    precision = base.train.precision
+
+    def passes():
+        return backbone_features(shared, x, rt, precision), backbone_features(shared, xa, rt, precision)
+
+    def cohort_step():
+        feats, feats_a = passes()
+        for trainer in trainers:
+            trainer.step_on(0, (feats, y), (name, feats_a, xa, ya))
+
+    def repeat(fn):
+        for _ in range(warmup):
+            fn()
+        return _timed(fn, rt, steps)
+
+    alone_ms = repeat(lambda: trainers[0].step(batch))
+    cohort_ms = repeat(cohort_step)
+    backbone_ms = repeat(passes)
+    test = PreparedDataset(paths.prepared_of("nyuv2"))
+    ids = SplitFile(paths.split_of("nyuv2")).test[:2]
+    spec, aug = get_spec("nyuv2"), base.augment["nyuv2"]
+    models = [t.model for t in trainers]
+    eval_alone = _timed(lambda: evaluate(models[:1], test, ids, spec, True, aug, rt, precision), rt, max(1, steps // 4))
+    eval_cohort = _timed(lambda: evaluate(models, test, ids, spec, True, aug, rt, precision), rt, max(1, steps // 4))
+    if rt.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(rt.device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return CohortResult(k, alone_ms, cohort_ms, backbone_ms, eval_alone / len(ids), eval_cohort / len(ids), peak)
+
+
+def cohort_lines(r: CohortResult) -> list[str]:
+    per_run, eval_per_run = r.cohort_ms / r.k, r.eval_cohort_ms / r.k
+    return [
+        f"  cohort of {r.k} (MLDC runs differing in alpha: one depth and one auxiliary backbone pass per step)",
+        f"    global step per run  alone {r.alone_ms:9.1f} ms, in the cohort {per_run:9.1f} ms  "
+        f"(ratio {per_run / r.alone_ms:.2f})",
+        f"    step split           backbone {r.backbone_ms:9.1f} ms (both batches), decoder + heads + updates "
+        f"{r.decoder_ms:9.1f} ms per run",
+        f"    evaluation per run   alone {r.eval_alone_ms:9.1f} ms, in the cohort {eval_per_run:9.1f} ms per test image "
+        f"(ratio {eval_per_run / r.eval_alone_ms:.2f})",
+        f"    peak memory          {r.peak_mib:9.0f} MiB",
+    ]
+
+
 def backbone_throughput(name: str, rt: Runtime, batch: int, height: int, width: int, repeats: int) -> tuple[float, float]:
     """(images/s, achieved TFLOP/s) of the backbone forward in bf16 under inference_mode."""
     with torch.device(rt.device):
@@ -210,7 +295,7 @@ def peak_tflops(rt: Runtime) -> tuple[str, float | None]:
 
 
 def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warmup: int, rt: Runtime,
-           peak: float | None = None, gpu_batch: int = 16) -> str:
+           peak: float | None = None, gpu_batch: int = 16, cohort: int = 0) -> str:
     lines = [f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), loader workers {rt.workers}"]
     for config in configs:
         cfg = bench_config(raw, config, backbone)
@@ -230,6 +315,8 @@ def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warm
             f"  loader        {r.loader_steps_s:9.1f} steps/s vs {consumed:.1f} consumed ({r.loader_steps_s / consumed:.1f}x)",
             f"  peak memory   {r.peak_mib:9.0f} MiB ({'GPU allocated' if rt.device.type == 'cuda' else 'process RSS'})",
         ]
+        if cohort > 1:
+            lines += cohort_lines(cohort_bench(paths, raw, config, backbone, cohort, steps, warmup, rt))
     if rt.device.type == "cuda":
         name, table_peak = peak_tflops(rt)
         peak = peak or table_peak
@@ -250,7 +337,8 @@ def command(paths, params, args) -> None:
                        params.runner.loader_workers if args.workers is None else args.workers, args.compile)
     configs = ["mini", "real"] if args.config == "both" else [args.config]
     raw = yaml.safe_load(paths.params.read_text())
-    text = report(paths, raw, configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch)
+    text = report(paths, raw, configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch,
+                  args.cohort)
     print(text)
     if args.out:
         atomic.write_text(args.out, text + "\n")

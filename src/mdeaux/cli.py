@@ -2,7 +2,7 @@
 
 Every stage reads params.yaml itself (no parameter value is ever spliced into a shell). Inside
 ``dvc repro`` a per-dataset stage (``fetch@nyuv2``) takes its dataset from ``DVC_STAGE``. What each
-command does lives with its concept: data/stages.py, runs/ (train, run-one, runs), report/, bench.py.
+command does lives with its concept: data/stages.py, runs/ (train, run-cohort, run-one, runs), report/, bench.py.
 """
 
 from __future__ import annotations
@@ -115,6 +115,12 @@ def cmd_run_one(args) -> None:
     run_one(*_context(), args.run_id, force=args.force, progress=not args.no_progress)
 
 
+def cmd_run_cohort(args) -> None:
+    from mdeaux.runs.execute import run_cohort
+
+    run_cohort(*_context(), args.cohort_id, progress=not args.no_progress)
+
+
 def cmd_report(args) -> None:
     from mdeaux.report.build import write_reports
 
@@ -192,13 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("validate", cmd_validate, "run the Great Expectations suite on a prepared dataset; report in reports/validation/<ds>/", True)
     add("split", cmd_split, "write seeded, nested training fractions and the test list to data/splits/")
     sp = add("runs", cmd_runs, "list the planned runs of all studies, which are done and which are missing")
-    sp.add_argument("--write", action="store_true", help="also write runs/<id>/config.json for each planned run")
+    sp.add_argument("--write", action="store_true", help="also write runs/<id>/config.json for each planned run and runs/cohorts/<id>/members.json for each cohort")
     sp.add_argument("--cost", action="store_true", help="estimate GPU hours per study (runner.cost) instead of listing runs")
     sp = add("train", cmd_train, "plan the runs, train the missing ones with Snakemake, collect results/train.json")
     sp.add_argument("--cores", type=int, help="Snakemake cores (default: params runner.cores, or the profile's)")
     sp.add_argument("--profile", help="Snakemake profile: a folder or a name under pipeline/profiles/ (slurm: one SLURM "
-                    "job per run, see docs/slurm.md; default: local cores)")
-    sp = add("run-one", cmd_run_one, "train one planned run (as a Snakemake job does)")
+                    "job per cohort, see docs/slurm.md; default: local cores)")
+    sp = add("run-cohort", cmd_run_cohort, "train the missing runs of one planned cohort in one process, one backbone "
+             "pass per batch (as each Snakemake job does; `mdeaux runs` lists the cohorts)")
+    sp.add_argument("cohort_id", help="the cohort id (a folder under runs/cohorts/)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp = add("run-one", cmd_run_one, "train one planned run alone")
     sp.add_argument("run_id", help="the run id (a folder under runs/)")
     sp.add_argument("--force", action="store_true", help="train again even if metrics.json exists")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -223,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compile", action="store_true", help="torch.compile the decoder")
     sp.add_argument("--peak-tflops", type=float, help="the GPU's bf16 dense peak, if its name is not in the table")
     sp.add_argument("--gpu-batch", type=int, default=16, help="batch of the GPU backbone throughput test")
+    sp.add_argument("--cohort", type=int, default=0, metavar="K",
+                    help="also time K runs sharing the backbone passes (a cohort) against one run alone, per step and "
+                    "per evaluation, and split a step into backbone and decoder time")
     sp.add_argument("--out", type=Path, help="also write the report to this file")
     sp = add("weights", cmd_weights, "download a backbone's pretrained weights (verified, pinned to a commit) "
              "into models/<name> and track them with DVC, for compute nodes without internet")

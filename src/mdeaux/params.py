@@ -219,6 +219,25 @@ class Cost(Strict):
     eval_image_seconds: float = Field(gt=0)
 
 
+class Cohort(Strict):
+    max_runs: PosInt
+    memory_gb: float | None = Field(gt=0)
+    backbone_memory_gb: float | None = Field(ge=0)
+    run_memory_gb: float | None = Field(gt=0)
+
+    @property
+    def cap(self) -> int:
+        """Most runs in one cohort: ``max_runs``, and where a device memory is given, as many decoders
+        as fit beside the backbone."""
+        if self.memory_gb is None or self.run_memory_gb is None:
+            return self.max_runs
+        fit = int((self.memory_gb - (self.backbone_memory_gb or 0.0)) // self.run_memory_gb)
+        if fit < 1:
+            raise ValueError(f"params.yaml runner.cohort: memory_gb {self.memory_gb} leaves no room for one run "
+                             f"({self.run_memory_gb} GB) beside the backbone ({self.backbone_memory_gb} GB)")
+        return min(self.max_runs, fit)
+
+
 class Runner(Strict):
     cores: PosInt
     torch_threads: PosInt
@@ -226,6 +245,7 @@ class Runner(Strict):
     loader_workers: int = Field(ge=0)
     compile: bool
     save_predictions: int = Field(ge=0)
+    cohort: Cohort
     slurm: Slurm
     cost: Cost
 

@@ -13,6 +13,7 @@ from mdeaux.model.dpt import DepthAnythingDecoder, DPTDecoder
 from mdeaux.model.heads import MIN_DEPTH, ClassHead, DepthAnythingDepthHead, DepthHead
 from mdeaux.model.specs import (
     BACKBONES,
+    BackboneSpec,
     DECODER_TYPES,
     default_post_process_channels,
     resolve_spec,
@@ -39,23 +40,24 @@ class DepthAuxModel(nn.Module):
         """Parameters of the shared decoder g_theta (updated by both the depth and the auxiliary step)."""
         return list(self.decoder.parameters())
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Shared decoder output for a normalised image batch (B, 3, H, W)."""
-        return self.decoder(self.backbone(x))
+    def features(self, x: torch.Tensor | None = None, feats: list | None = None) -> torch.Tensor:
+        """Shared decoder output for a normalised image batch (B, 3, H, W), or for the backbone's output
+        ``feats`` on it when the caller already has it (a cohort's runs share one backbone pass)."""
+        return self.decoder(self.backbone(x) if feats is None else feats)
 
-    def depth(self, x: torch.Tensor) -> torch.Tensor:
+    def depth(self, x: torch.Tensor | None = None, feats: list | None = None) -> torch.Tensor:
         """Raw depth-head output (B, 1, H', W') on the padded grid; the caller resizes it to the target."""
-        return self.depth_head(self.features(x))
+        return self.depth_head(self.features(x, feats))
 
-    def aux(self, x: torch.Tensor, name: str) -> torch.Tensor:
+    def aux(self, x: torch.Tensor | None, name: str, feats: list | None = None) -> torch.Tensor:
         """Logits (B, K, H', W') of the auxiliary head ``name`` at the decoder resolution."""
         if name not in self.aux_heads:
             raise KeyError(f"no auxiliary head {name!r}; this model has {sorted(self.aux_heads) or 'none'}")
-        return self.aux_heads[name](self.features(x))
+        return self.aux_heads[name](self.features(x, feats))
 
-    def forward(self, x: torch.Tensor, task: str = "depth") -> torch.Tensor:
-        """``depth(x)`` for task "depth", else ``aux(x, task)``."""
-        return self.depth(x) if task == "depth" else self.aux(x, task)
+    def forward(self, x: torch.Tensor | None = None, task: str = "depth", feats: list | None = None) -> torch.Tensor:
+        """``depth(x)`` for task "depth", else ``aux(x, task)``; ``feats``: the backbone's output on x."""
+        return self.depth(x, feats) if task == "depth" else self.aux(x, task, feats)
 
 
 # build_model settings and their defaults.
@@ -79,15 +81,8 @@ MODEL_DEFAULTS: dict = {
 }
 
 
-def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxModel:
-    """Build the model from a plain dict (keys of ``MODEL_DEFAULTS``); decoder/head init uses the global RNG.
-
-    ``decoder_type`` picks the decoder g and depth head h_phi; the auxiliary heads are ``ClassHead``
-    (Depth Anything's nclass head) for both. With the random "tiny" backbone the taps follow the decoder
-    type (``backbone.resolve_spec``): "depth_anything" reads the last four blocks after the final LayerNorm,
-    drops the CLS token and uses widths [C/4, C/2, C, C], as Depth Anything ViT-L does. A prebuilt
-    ``backbone`` (e.g. randomly initialised at the real size, for ``mdeaux bench``) replaces the loading.
-    """
+def _resolve(cfg: dict) -> tuple[dict, BackboneSpec]:
+    """The model settings with their defaults, checked, and the backbone's spec."""
     unknown = set(cfg) - set(MODEL_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown model settings {sorted(unknown)}; allowed: {sorted(MODEL_DEFAULTS)}")
@@ -100,15 +95,37 @@ def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxMo
     decoder_type = cfg["decoder_type"]
     if decoder_type is not None and decoder_type not in DECODER_TYPES:
         raise ValueError(f"model setting decoder_type must be one of {DECODER_TYPES} or null, got {decoder_type!r}")
-    spec = resolve_spec(name, decoder_type)
+    return cfg, resolve_spec(name, decoder_type)
+
+
+def frozen_backbone(cfg: dict) -> FrozenBackbone:
+    """The frozen backbone of the model settings ``cfg``, loaded (or, for "tiny", initialised from
+    ``backbone_seed``) without touching the global RNG: the decoder and heads initialised after it do
+    not depend on how it was made, so runs sharing one backbone (a cohort) start as they would alone."""
+    cfg, spec = _resolve(cfg)
     is_tiny = spec.hf_repo is None
-    backbone = backbone or build_backbone(
-        name,
-        weights_dir=None if is_tiny or cfg["weights_dir"] is None else Path(cfg["weights_dir"]),
-        tiny=cfg["tiny"] if is_tiny else None,
-        seed=int(cfg["backbone_seed"]),
-        decoder_type=decoder_type,
-    )
+    with torch.random.fork_rng(devices=[]):
+        return build_backbone(
+            cfg["backbone"],
+            weights_dir=None if is_tiny or cfg["weights_dir"] is None else Path(cfg["weights_dir"]),
+            tiny=cfg["tiny"] if is_tiny else None,
+            seed=int(cfg["backbone_seed"]),
+            decoder_type=cfg["decoder_type"],
+        )
+
+
+def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxModel:
+    """Build the model from a plain dict (keys of ``MODEL_DEFAULTS``); decoder/head init uses the global RNG.
+
+    ``decoder_type`` picks the decoder g and depth head h_phi; the auxiliary heads are ``ClassHead``
+    (Depth Anything's nclass head) for both. With the random "tiny" backbone the taps follow the decoder
+    type (``backbone.resolve_spec``): "depth_anything" reads the last four blocks after the final LayerNorm,
+    drops the CLS token and uses widths [C/4, C/2, C, C], as Depth Anything ViT-L does. A prebuilt
+    ``backbone`` (shared by a cohort's runs, or randomly initialised at the real size for ``mdeaux
+    bench``) replaces ``frozen_backbone(cfg)``.
+    """
+    cfg, spec = _resolve(cfg)
+    backbone = backbone or frozen_backbone(cfg)
     channels = int(cfg["decoder_channels"])
     post = cfg["post_process_channels"] or default_post_process_channels(spec, backbone.embed_dim)
     readout = cfg["readout_type"] or spec.readout_type

@@ -1,15 +1,19 @@
-"""``mdeaux run-one <id>``: train one planned run, as each Snakemake job does.
+"""``mdeaux run-cohort <id>`` (each Snakemake job) and ``mdeaux run-one <id>``: train planned runs.
 
-Holds the run's lock (one trainer per run, also across queued DVC experiments sharing the store),
-starts or continues its MLflow run, trains (``training/loop.py``), then writes the run's files into
-its folder, ``metrics.json`` last, and logs figures and artifacts. Under torchrun, every process
-trains and only rank 0 writes and tracks.
+Holds the lock of every run it trains (one trainer per run, also across queued DVC experiments
+sharing the store; taken in id order, so overlapping cohorts cannot deadlock), skips runs already
+done, starts or continues each run's MLflow run (tagged with its cohort), trains them together
+(``training/loop.py``), then writes each run's files into its folder, ``metrics.json`` last, and logs
+figures and artifacts. A run that fails (a nan loss) does not stop the others. Under torchrun, every
+process trains and only rank 0 writes and tracks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 
 import numpy as np
 
@@ -18,49 +22,64 @@ from mdeaux.params import Params
 from mdeaux.paths import Paths
 from mdeaux.runs import plots, tracking
 from mdeaux.runs.plan import Run, load_run
-from mdeaux.runs.store import RunDir, RunStore
+from mdeaux.runs.store import CohortDir, RunDir, RunStore
 from mdeaux.training.checkpoint import Preempted
-from mdeaux.training.loop import Result, train_run
+from mdeaux.training.loop import Member, Result, train_cohort
 from mdeaux.training.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
+def run_cohort(paths: Paths, params: Params, cohort_id: str, progress: bool = True) -> None:
+    """Train the missing runs of a planned cohort; ``done.json`` (the job's output) once all are done."""
+    cohort = RunStore(paths.runs).cohort(cohort_id)
+    ids = cohort.members()
+    train_runs(paths, params, ids, progress=progress, cohort=cohort)
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic.write_json(cohort / CohortDir.DONE, ids)
+
+
 def run_one(paths: Paths, params: Params, run_id: str, force: bool = False, progress: bool = True) -> None:
-    folder = RunStore(paths.runs)[run_id]
-    run = load_run(folder)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 holds the run's lock
-        _run(run, folder, paths, params, force, progress)
-        return
-    with folder.locked():
-        _run(run, folder, paths, params, force, progress)
+    train_runs(paths, params, [run_id], force=force, progress=progress)
 
 
-def _run(run: Run, folder: RunDir, paths: Paths, params: Params, force: bool, progress: bool) -> None:
+def train_runs(paths: Paths, params: Params, run_ids: list[str], force: bool = False, progress: bool = True,
+               cohort: CohortDir | None = None) -> None:
+    """Train ``run_ids`` (which must share training/cohort.py's cohort_key) in one process; ``force``
+    retrains runs that are done."""
     import torch
 
-    if folder.done and not force:
-        log.info("%s is already done (%s)", run.id, folder / RunDir.METRICS)
-        return
-    torch.set_num_threads(params.runner.torch_threads)
-    rt = Runtime.setup(params.runner.device, params.runner.loader_workers, params.runner.compile)
-    try:
-        if rt.world > 1:
-            log.info("%s: process %d of %d on %s", run.id, rt.rank, rt.world, rt.device)
-        if rt.main:
-            _train_and_track(run, folder, paths, params, rt, progress)
-        else:
-            try:
-                train_run(run.config, run.id, paths, folder / RunDir.CHECKPOINT, progress=False, rt=rt)
-            except Preempted:
-                raise SystemExit(Preempted.exit_code) from None
-    finally:
-        rt.close()
+    store = RunStore(paths.runs)
+    folders = {i: store[i] for i in run_ids}
+    runs = {i: load_run(folders[i]) for i in run_ids}
+    main = int(os.environ.get("RANK", "0")) == 0  # torchrun: rank 0 holds the locks, writes and tracks
+    with contextlib.ExitStack() as locks:
+        if main:
+            for i in sorted(run_ids):
+                locks.enter_context(folders[i].locked())
+        todo = [runs[i] for i in run_ids if force or not folders[i].done]
+        for i in run_ids:
+            if runs[i] not in todo:
+                log.info("%s is already done (%s)", i, folders[i] / RunDir.METRICS)
+        if not todo:
+            return
+        torch.set_num_threads(params.runner.torch_threads)
+        rt = Runtime.setup(params.runner.device, params.runner.loader_workers, params.runner.compile)
+        try:
+            if rt.world > 1:
+                log.info("process %d of %d on %s", rt.rank, rt.world, rt.device)
+            _train(todo, store, paths, params, rt, progress, cohort)
+        finally:
+            rt.close()
 
 
-def _start_tracker(run: Run, folder: RunDir, paths: Paths, params: Params, rt: Runtime) -> tuple[tracking.Tracker, bool]:
+def _start_tracker(run: Run, folder: RunDir, paths: Paths, params: Params, rt: Runtime,
+                   cohort: CohortDir | None) -> tuple[tracking.Tracker, bool]:
     """The run's MLflow run (a resumed run continues its own), and whether it holds every step."""
-    tags = tracking.run_tags(run, paths.root, extra={"processes": str(rt.world), "device": str(rt.device)})
+    extra = {"processes": str(rt.world), "device": str(rt.device)}
+    if cohort is not None:
+        extra["cohort"] = cohort.id
+    tags = tracking.run_tags(run, paths.root, extra=extra)
     folder.write_json(RunDir.TAGS, tags)  # for `mdeaux train`'s import if MLflow is unreachable
     id_file = folder / RunDir.MLFLOW_ID
     resuming = (folder / RunDir.CHECKPOINT).is_file()
@@ -79,19 +98,47 @@ def _start_tracker(run: Run, folder: RunDir, paths: Paths, params: Params, rt: R
     return tracker, not resuming or tracker.resumed
 
 
-def _train_and_track(run: Run, folder: RunDir, paths: Paths, params: Params, rt: Runtime, progress: bool) -> None:
-    tracker, whole = _start_tracker(run, folder, paths, params, rt)
+def _train(runs: list[Run], store: RunStore, paths: Paths, params: Params, rt: Runtime, progress: bool,
+           cohort: CohortDir | None) -> None:
+    trackers: dict[str, tuple[tracking.Tracker, bool]] = {}
+    members = []
+    for run in runs:
+        folder = store[run.id]
+        if rt.main:
+            trackers[run.id] = _start_tracker(run, folder, paths, params, rt, cohort)
+        members.append(Member(run.config, run.id, folder / RunDir.CHECKPOINT, trackers[run.id][0] if rt.main else None))
     try:
-        result = train_run(run.config, run.id, paths, folder / RunDir.CHECKPOINT, logger=tracker, progress=progress,
-                           rt=rt, n_predictions=params.runner.save_predictions)
-        write_result(folder, result)
+        results = train_cohort(members, paths, progress=progress and rt.main, rt=rt,
+                               n_predictions=params.runner.save_predictions if rt.main else 0)
     except Preempted as stop:
-        tracker.finish("KILLED")
+        for tracker, _ in trackers.values():
+            tracker.finish("KILLED")
         log.warning("%s", stop)
         raise SystemExit(Preempted.exit_code) from None
     except BaseException:
-        tracker.finish("FAILED")
+        for tracker, _ in trackers.values():
+            tracker.finish("FAILED")
         raise
+    if not rt.main:
+        return
+    failed = []
+    for run in runs:
+        result, (tracker, whole) = results[run.id], trackers[run.id]
+        if isinstance(result, BaseException):
+            tracker.finish("FAILED")
+            failed.append(f"{run.label} ({run.id}): {result}")
+            continue
+        folder = store[run.id]
+        write_result(folder, result)
+        if cohort is not None and (cohort / CohortDir.LOG).is_file():  # the job's log, so far
+            with atomic.atomic_path(folder / RunDir.LOG) as tmp:
+                shutil.copyfile(cohort / CohortDir.LOG, tmp)
+        _track_result(run, folder, result, tracker, whole)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(runs)} run(s) failed:\n  " + "\n  ".join(failed))
+
+
+def _track_result(run: Run, folder: RunDir, result: Result, tracker: tracking.Tracker, whole: bool) -> None:
     try:
         figures = plots.write_figures(folder)  # curves.png, predictions.png (also without MLflow)
     except Exception as err:  # noqa: BLE001 - a figure is not worth the run

@@ -6,6 +6,7 @@ from mdeaux.data.datasets.registry import get as get_spec
 from mdeaux.data.split import SplitFile
 from mdeaux.params import Params
 from mdeaux.paths import Paths
+from mdeaux.runs import cohorts
 from mdeaux.runs.plan import Run, plan, planned_configs
 from mdeaux.runs.store import RunStore
 
@@ -36,10 +37,16 @@ def show(paths: Paths, params: Params, write: bool = False, cost: bool = False) 
     store = RunStore(paths.runs)
     runs = plan(paths, params, write=write)
     done = {r.id for r in runs if store[r.id].done}
-    lines = [f"{len(runs)} run(s) planned, {len(done)} done, {len(runs) - len(done)} missing (store: {paths.runs})"]
+    formed = cohorts.form([r for r in runs if r.id not in done], params.runner.cohort)
+    cohort_of = cohorts.of_runs(formed)
+    if write:
+        cohorts.write(store, formed)
+    lines = [f"{len(runs)} run(s) planned, {len(done)} done, {len(runs) - len(done)} missing in {len(formed)} "
+             f"cohort(s) (store: {paths.runs})"]
     if not cost:
-        lines += [f"  {r.id}  {'done   ' if r.id in done else 'missing'}  {r.label:<44} studies: {', '.join(r.studies)}"
-                  for r in runs]
+        # a missing run's cohort: the runs trained together in one process (runs/cohorts.py)
+        lines += [f"  {r.id}  {'done' if r.id in done else 'cohort ' + cohort_of[r.id].id:<23}"
+                  f"  {r.label:<44} studies: {', '.join(r.studies)}" for r in runs]
     per_study = {name: sum(1 for _, s in planned_configs(params) if s == name) for name in params.studies}
     # cells: points of the study's grid; runs: distinct runs among them; shared: runs another study uses too
     lines.append(f"\n{'study':<18} {'title':<24} {'cells':>6} {'runs':>6} {'shared':>7}"

@@ -1,5 +1,6 @@
 """``mdeaux train`` (the DVC ``train`` stage): plan the runs, hand the missing ones to Snakemake
-(``pipeline/Snakefile``: local cores, or one SLURM job per run with a profile), collect every run's
+(``pipeline/Snakefile``: one job per cohort of runs that share their batches, on local cores or as SLURM
+jobs with a profile), collect every run's
 results into ``results/train.json`` and import into MLflow the runs that could not reach it.
 """
 
@@ -13,9 +14,9 @@ from pathlib import Path
 from mdeaux import atomic
 from mdeaux.params import Params
 from mdeaux.paths import Paths
-from mdeaux.runs import mlflow_import, mlflow_studies, tracking
+from mdeaux.runs import cohorts, mlflow_import, mlflow_studies, tracking
 from mdeaux.runs.plan import plan
-from mdeaux.runs.store import RunDir, RunStore
+from mdeaux.runs.store import CohortDir, RunDir, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def train(paths: Paths, params: Params, cores: int | None = None, profile_name: 
         result = subprocess.run(cmd, cwd=paths.root)
         failed = [r for r in missing if not store[r.id].done]
         if result.returncode != 0 or failed:
-            logs = ", ".join(str(store[r.id] / RunDir.LOG) for r in failed)
+            cohort_of = cohorts.of_runs(cohorts.form(missing, params.runner.cohort))
+            logs = ", ".join(sorted({str(store.cohort(cohort_of[r.id].id) / CohortDir.LOG) for r in failed}))
             raise SystemExit(f"{len(failed)} run(s) failed; see {logs or 'the Snakemake output above'}")
     # results/train.json is a DVC output: only what the runs are and what they reached, nothing of how this
     # call went (which runs it trained, how long they took: train.log, MLflow), so a fresh clone makes it again

@@ -13,6 +13,11 @@
 | ``curves.png``, ``predictions.png`` | plots | the run's figures (runs/plots.py) |
 | ``.lock`` | execute, import | held while the run trains or is imported into MLflow |
 
+A cohort (runs trained together, training/cohort.py) has ``runs/cohorts/<cohort id>/``: ``members.json``
+(the run ids, written by planning), ``train.log`` (the job's output; each member gets a copy) and
+``done.json`` (written when every member is done: the Snakemake job's output, so Snakemake never
+deletes a run's ``metrics.json``).
+
 Every write is atomic (temp file + rename), so no later stage can read a half-written file.
 """
 
@@ -98,11 +103,44 @@ class RunDir:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+class CohortDir:
+    """The folder of one cohort: its members, its job's log, and the done marker."""
+
+    MEMBERS, DONE, LOG = "members.json", "done.json", "train.log"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def members(self) -> list[str]:
+        f = self / self.MEMBERS
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: cohorts are planned by `mdeaux train` (or `mdeaux runs --write`)")
+        ids = json.loads(f.read_text())
+        bad = [i for i in ids if not isinstance(i, str) or not RUN_ID.fullmatch(i)]
+        if not isinstance(ids, list) or not ids or bad:
+            raise ValueError(f"{f}: expected a non-empty list of run ids, got {ids!r}")
+        return ids
+
+
 class RunStore:
-    """``runs/``: the run folders, addressed by run id."""
+    """``runs/``: the run folders, addressed by run id, and the cohort folders under ``runs/cohorts/``."""
+
+    COHORTS = "cohorts"
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    def cohort(self, cohort_id: str) -> CohortDir:
+        if not RUN_ID.fullmatch(cohort_id):
+            raise ValueError(f"{cohort_id!r} is not a cohort id ({ID_LENGTH} hex digits, as `mdeaux runs` lists them)")
+        return CohortDir(self.root / self.COHORTS / cohort_id)
 
     def __getitem__(self, run_id: str) -> RunDir:
         if not RUN_ID.fullmatch(run_id):

@@ -23,53 +23,63 @@ from mdeaux.training.runtime import Runtime, gather_objects
 from mdeaux.training.transforms import normalize
 
 
-def _predict(model, x: torch.Tensor, spec, size, rt: Runtime, precision: str) -> torch.Tensor:
+def _predict(models: list, x: torch.Tensor, spec, size, rt: Runtime, precision: str) -> list[torch.Tensor]:
+    """Each model's depth on ``x``, from one backbone pass (a cohort's models share their backbone)."""
     with rt.autocast(precision):
-        pred = model.depth(x)
+        feats = models[0].backbone(x)
+        preds = [model.depth(feats=feats) for model in models]
     # DINOv2's encode_decode clamps each prediction to [min, max] before resizing it to the GT
-    return resize_to(pred.float().clamp(spec.min_depth, spec.max_depth), size)
+    return [resize_to(pred.float().clamp(spec.min_depth, spec.max_depth), size) for pred in preds]
 
 
-def predict_test_image(model, sample: dict, spec, aug: DepthAugment, flip: bool, rt: Runtime,
-                       precision: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image as viewed, ground truth, prediction at the ground truth's size) of one test sample."""
+def predict_test_image(models: list, sample: dict, spec, aug: DepthAugment, flip: bool, rt: Runtime,
+                       precision: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(image as viewed, ground truth, each model's prediction at the ground truth's size) of one test sample."""
     image, gt = dataset_view(sample["image"], sample["depth"], kb=aug.kb_crop)
     view = image if aug.resize_to is None else dataset_view(image, None, resize_to=aug.resize_to)[0]
     x = torch.from_numpy(normalize(view))[None].to(rt.device)
-    pred = _predict(model, x, spec, gt.shape, rt, precision)
+    preds = _predict(models, x, spec, gt.shape, rt, precision)
     if flip:  # aug_test: prediction on the flipped image, flipped back, averaged (DINOv2 encoder_decoder aug_test)
-        pred = (pred + _predict(model, x.flip(-1), spec, gt.shape, rt, precision).flip(-1)) / 2
-    return image, gt, pred[0, 0].cpu().numpy()
+        flipped = _predict(models, x.flip(-1), spec, gt.shape, rt, precision)
+        preds = [(pred + back.flip(-1)) / 2 for pred, back in zip(preds, flipped)]
+    return image, gt, [pred[0, 0].cpu().numpy() for pred in preds]
 
 
 @torch.no_grad()
-def evaluate(model, data: PreparedDataset, ids: list[str], spec, flip: bool, aug: DepthAugment,
-             rt: Runtime | None = None, precision: str = "fp32") -> dict[str, float]:
-    """Toolbox metrics averaged over the test images; with several processes each takes a share of ids."""
+def evaluate(models: list, data: PreparedDataset, ids: list[str], spec, flip: bool, aug: DepthAugment,
+             rt: Runtime | None = None, precision: str = "fp32") -> list[dict[str, float]]:
+    """Per model, the toolbox metrics averaged over the test images; each image goes through the
+    (shared) backbone once for all models; with several processes each takes a share of ids."""
     rt = rt or Runtime()
-    model.eval()
+    for model in models:
+        model.eval()
     per_image = []
     for sample_id in ids[rt.rank :: rt.world]:
-        _, gt, pred = predict_test_image(model, data.decode(sample_id), spec, aug, flip, rt, precision)
-        per_image.append((sample_id, evaluate_depth(gt, pred, spec)))
-    model.train()
-    return aggregate([m for _, m in gather_objects(per_image, rt)])
+        _, gt, preds = predict_test_image(models, data.decode(sample_id), spec, aug, flip, rt, precision)
+        per_image.append([evaluate_depth(gt, pred, spec) for pred in preds])
+    for model in models:
+        model.train()
+    rows = gather_objects(per_image, rt)
+    return [aggregate([row[i] for row in rows]) for i in range(len(models))]
 
 
 @torch.no_grad()
-def predictions(model, data: PreparedDataset, ids: list[str], spec, aug: DepthAugment, rt: Runtime,
-                precision: str = "fp32") -> dict[str, np.ndarray]:
-    """The model's flip-TTA predictions on ``ids`` at the GT's resolution, beside image and GT (keys
+def predictions(models: list, data: PreparedDataset, ids: list[str], spec, aug: DepthAugment, rt: Runtime,
+                precision: str = "fp32") -> list[dict[str, np.ndarray]]:
+    """Per model, its flip-TTA predictions on ``ids`` at the GT's resolution, beside image and GT (keys
     ``ids``, ``image_<i>``, ``gt_<i>``, ``pred_<i>``; one key per image, as test images may differ in
     size): what the qualitative figures (paper Fig. 1 top, App. D) are drawn from."""
-    model.eval()
-    arrays: dict[str, np.ndarray] = {"ids": np.array(ids)}
+    for model in models:
+        model.eval()
+    arrays: list[dict[str, np.ndarray]] = [{"ids": np.array(ids)} for _ in models]
     for i, sample_id in enumerate(ids):
-        image, gt, pred = predict_test_image(model, data.decode(sample_id), spec, aug, True, rt, precision)
-        arrays[f"image_{i}"] = image
-        arrays[f"gt_{i}"] = gt.astype(np.float16)
-        arrays[f"pred_{i}"] = pred.astype(np.float16)
-    model.train()
+        image, gt, preds = predict_test_image(models, data.decode(sample_id), spec, aug, True, rt, precision)
+        for out, pred in zip(arrays, preds):
+            out[f"image_{i}"] = image
+            out[f"gt_{i}"] = gt.astype(np.float16)
+            out[f"pred_{i}"] = pred.astype(np.float16)
+    for model in models:
+        model.train()
     return arrays
 
 

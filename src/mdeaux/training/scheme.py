@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from mdeaux.data.datasets.registry import get as get_spec
-from mdeaux.model.depth_aux import build_model
+from mdeaux.model.depth_aux import build_model, frozen_backbone
 from mdeaux.training.config import RunConfig
 from mdeaux.training.losses import DepthLoss, resize_to
 from mdeaux.training.runtime import Runtime, gather
@@ -93,12 +93,22 @@ def update(optimizer, loss: torch.Tensor, clip: float, what: str, it: int) -> fl
     return value
 
 
-def build_run_model(cfg: RunConfig):
+def build_run_model(cfg: RunConfig, backbone=None):
     """Frozen backbone, shared decoder, depth head and one head per auxiliary dataset (decoder and
-    heads initialised from the run's seed)."""
+    heads initialised from the run's seed). ``backbone``: one already built from the same model
+    settings (a cohort shares it; model/depth_aux.py ``frozen_backbone``)."""
+    model = cfg.model.model_dump()
+    backbone = backbone or frozen_backbone(model)
     torch.manual_seed(cfg.seed)
     heads = {name: cfg.aux_task.head_channels(get_spec(name)) for name in cfg.aux_datasets} if cfg.aux_task else {}
-    return build_model({**cfg.model.model_dump(), "aux_heads": heads})
+    return build_model({**model, "aux_heads": heads}, backbone)
+
+
+def backbone_features(backbone, x: torch.Tensor, rt: Runtime, precision: str) -> list:
+    """The frozen backbone's output on an image batch: computed once per batch, read by every run of
+    a cohort (``Trainer.step_on``) or by the one run of ``Trainer.step``."""
+    with rt.autocast(precision):
+        return backbone(x)
 
 
 class Trainer:
@@ -122,21 +132,35 @@ class Trainer:
             )
         self.depth_loss = DepthLoss(self.train)
 
-    def _to(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_device(self, pair) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(t.to(self.rt.device, non_blocking=True) for t in pair)
 
     def step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One global step: the depth step, then the auxiliary step (none for the baseline)."""
-        it, train, rt = batch["step"], self.train, self.rt
+        """One global step of this run alone on a ``StepData`` item (training/stream.py): the backbone
+        passes, then ``step_on``."""
+        x, y = self.to_device(batch["depth"])
+        aux = None
+        if self.opt_aux is not None:
+            name, pair = batch["aux"][0]
+            xa, ya = self.to_device(pair)
+            aux = (name, backbone_features(self.model.backbone, xa, self.rt, self.train.precision), xa, ya)
+        feats = backbone_features(self.model.backbone, x, self.rt, self.train.precision)
+        return self.step_on(batch["step"], (feats, y), aux)
+
+    def step_on(self, it: int, depth: tuple[list, torch.Tensor],
+                aux: tuple[str, list, torch.Tensor, torch.Tensor] | None) -> dict[str, float]:
+        """Global step ``it`` from the backbone's output: the depth step on ``depth`` (features, target),
+        then the auxiliary step on ``aux`` (dataset name, features, image, target; None for the baseline)."""
+        train, rt = self.train, self.rt
         schedule(self.opt_depth, it, train)
         if self.opt_aux is not None:
             schedule(self.opt_aux, it, train)
         row: dict[str, float] = {"step": it + 1}
 
         # depth step, Eq. 4: theta <- theta - alpha * eta * grad L_D (opt_depth: decoder at alpha * eta, depth head)
-        x, y = self._to(batch["depth"])
+        feats, y = depth
         with rt.autocast(train.precision):
-            pred = self.net(x, task="depth")
+            pred = self.net(task="depth", feats=feats)
         pred = gather(resize_to(pred.float(), y.shape[-2:]), rt)
         row["loss_depth"] = update(self.opt_depth, self.depth_loss(pred, gather(y, rt), it), train.grad_clip, "depth", it)
         row["lr_decoder_depth"] = lr_of(self.opt_depth, "decoder")
@@ -145,10 +169,9 @@ class Trainer:
 
         # auxiliary step, Eq. 5: theta <- theta - (1 - alpha) * eta * grad L_A (opt_aux: decoder at (1 - alpha) * eta, aux head)
         if self.opt_aux is not None:
-            name = batch["aux_name"]
-            xa, ya = self._to(batch["aux"])
+            name, feats, xa, ya = aux
             with rt.autocast(train.precision):
-                out = self.net(xa, task=name)
+                out = self.net(task=name, feats=feats)
             loss = self.cfg.aux_task.loss(gather(out.float(), rt), gather(xa, rt), gather(ya, rt), get_spec(name), train)
             row["loss_aux"] = update(self.opt_aux, loss, train.grad_clip, f"auxiliary ({name})", it)
             row["lr_decoder_aux"] = lr_of(self.opt_aux, "decoder")

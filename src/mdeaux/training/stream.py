@@ -9,6 +9,7 @@ workers and a run split over several processes (torchrun) all see the same globa
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from mdeaux.data.prepare import PreparedDataset
 from mdeaux.data.split import SplitFile
 from mdeaux.paths import Paths
+from mdeaux.training.cohort import aux_key
 from mdeaux.training.config import RunConfig
 from mdeaux.training.depth_transforms import DepthTrainTransform
 from mdeaux.training.seg_transforms import SegTrainTransform
@@ -80,30 +82,38 @@ def aux_plan(names: list[str], sizes: list[int], total: int, mode: str, seed: in
     return out
 
 
-class StepData(torch.utils.data.Dataset):
-    """Item ``s`` = this process's share of global step ``s``: its depth batch and auxiliary batch."""
+@dataclass(frozen=True)
+class AuxStream:
+    """The auxiliary batches of one or more runs: their datasets' sources and the plan of draws."""
 
-    def __init__(self, depth: SampleSource, aux: dict[str, SampleSource], plan: list[tuple[str, int]],
-                 batch_size: int, rank: int = 0, world: int = 1):
+    sources: dict[str, SampleSource]
+    plan: list[tuple[str, int]]
+
+
+class StepData(torch.utils.data.Dataset):
+    """Item ``s`` = this process's share of global step ``s``: the depth batch, and the batch of each
+    auxiliary stream (one per distinct auxiliary setting of a cohort; none for a baseline)."""
+
+    def __init__(self, depth: SampleSource, aux: list[AuxStream], batch_size: int, rank: int = 0, world: int = 1):
         if batch_size % world:
             raise ValueError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
-        self.depth, self.aux, self.plan = depth, aux, plan
+        self.depth, self.aux = depth, aux
         self.batch, self.local = batch_size, batch_size // world
         self.rank = rank
 
     def __len__(self) -> int:
-        return len(self.plan) if self.plan else 10**12
+        return 10**12  # the loader's sampler says which steps are read
 
     def _share(self, draw: int) -> range:
         start = draw * self.batch + self.rank * self.local
         return range(start, start + self.local)
 
     def __getitem__(self, s: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"step": s, "depth": self.depth.batch(self._share(s))}
-        if self.plan:
-            name, draw = self.plan[s]
-            item["aux_name"], item["aux"] = name, self.aux[name].batch(self._share(draw))
-        return item
+        aux = []
+        for stream in self.aux:
+            name, draw = stream.plan[s]
+            aux.append((name, stream.sources[name].batch(self._share(draw))))
+        return {"step": s, "depth": self.depth.batch(self._share(s)), "aux": aux}
 
 
 def _worker_init(_: int) -> None:
@@ -124,15 +134,27 @@ def step_loader(data: StepData, start: int, total: int, workers: int, pin: bool 
     )
 
 
-def step_data(cfg: RunConfig, paths: Paths, rank: int = 0, world: int = 1) -> StepData:
-    """The run's global steps, read from the prepared shards and split files of ``paths``."""
+def step_data(cfgs: list[RunConfig], paths: Paths, rank: int = 0, world: int = 1) -> tuple[StepData, list[int | None]]:
+    """The global steps of runs that read the same depth batches (one run, or a cohort: training/cohort.py),
+    from the prepared shards and split files of ``paths``; and, per run, the index of its auxiliary
+    stream in each item's ``aux`` (None for a baseline). Runs with the same auxiliary setting share one."""
+    cfg = cfgs[0]
     name = cfg.depth_dataset
     depth = SampleSource(PreparedDataset(paths.prepared_of(name)), SplitFile(paths.split_of(name)).train(cfg.fraction),
                          "depth", DepthTrainTransform(cfg.augment[name]), cfg.seed, name)
-    aux = {
-        a: SampleSource(PreparedDataset(paths.prepared_of(a)), SplitFile(paths.split_of(a)).train(1.0),
-                        "segmentation", SegTrainTransform(cfg.augment[a]), cfg.seed, a)
-        for a in cfg.aux_datasets
-    }
-    plan = aux_plan(list(aux), [len(s.ids) for s in aux.values()], cfg.train.iterations, cfg.train.aux_draw, cfg.seed) if aux else []
-    return StepData(depth, aux, plan, cfg.train.batch_size, rank, world)
+    streams: dict[str, int] = {}
+    aux: list[AuxStream] = []
+    index: list[int | None] = []
+    for c in cfgs:
+        key = aux_key(c)
+        if key is not None and key not in streams:
+            sources = {
+                a: SampleSource(PreparedDataset(paths.prepared_of(a)), SplitFile(paths.split_of(a)).train(1.0),
+                                "segmentation", SegTrainTransform(c.augment[a]), c.seed, a)
+                for a in c.aux_datasets
+            }
+            plan = aux_plan(list(sources), [len(x.ids) for x in sources.values()], c.train.iterations, c.train.aux_draw, c.seed)
+            streams[key] = len(aux)
+            aux.append(AuxStream(sources, plan))
+        index.append(None if key is None else streams[key])
+    return StepData(depth, aux, cfg.train.batch_size, rank, world), index
