@@ -43,11 +43,29 @@ def results(store: Path, run_id: str) -> dict:
 
 @pytest.fixture(scope="module")
 def alone(tiny_world, tmp_path_factory):
-    """Every run of the tiny world's Table 3 trained alone (`mdeaux run-one`)."""
+    """Every run of the tiny world's Table 3 trained by itself (training/loop.py ``train_run``, here in
+    this process with one torch thread, as `mdeaux run-one` trains), its files written as run-one writes them."""
+    from mdeaux.paths import Paths
+    from mdeaux.runs.execute import write_result
+    from mdeaux.runs.plan import load_run
+    from mdeaux.runs.store import RunStore
+    from mdeaux.training.loop import train_run
+
     store = tmp_path_factory.mktemp("alone")
     rows = listing(tiny_world, store)
-    for run_id in rows:
-        mdeaux(["run-one", run_id, "--no-progress"], tiny_world, clean_env(MDEAUX_STORE=str(store)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MDEAUX_STORE", str(store))
+        paths = Paths(tiny_world)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # params.yaml runner.torch_threads
+        try:
+            for run_id in rows:
+                folder = RunStore(paths.runs)[run_id]
+                run = load_run(folder)
+                write_result(folder, train_run(run.config, run_id, paths, folder / "checkpoint.pt", progress=False,
+                                               n_predictions=2))  # params.yaml runner.save_predictions (mini)
+        finally:
+            torch.set_num_threads(threads)
     return {run_id: results(store, run_id) for run_id in rows}
 
 
@@ -75,6 +93,7 @@ def test_a_killed_cohort_resumes_exactly_and_a_done_run_is_not_trained_again(tin
     cid = next(iter(rows.values()))[0]
     first = next(i for i, (_, label) in rows.items() if "baseline" in label)
     mdeaux(["run-one", first, "--no-progress"], tiny_world, clean_env(MDEAUX_STORE=str(tmp_path)))
+    assert results(tmp_path, first) == alone[first]  # `mdeaux run-one` in its own process, as the fixture
     before = (tmp_path / "runs" / first / "metrics.json").stat().st_mtime_ns
     # the cohort of the runs still missing (the baseline is done): three runs that also share the aux batch
     rest = {i: r for i, r in listing(tiny_world, tmp_path).items() if r[0] != "done"}
@@ -133,3 +152,37 @@ def test_form_groups_by_batches_splits_evenly_and_keeps_aux_settings_together():
     assert CohortSettings(max_runs=16, memory_gb=78, backbone_memory_gb=7, run_memory_gb=6).cap == 11
     with pytest.raises(ValueError, match="no room for one run"):
         CohortSettings(max_runs=16, memory_gb=8, backbone_memory_gb=7, run_memory_gb=6).cap  # noqa: B018
+
+
+def test_a_large_test_split_is_scored_on_a_subset_then_in_full(tiny_world, alone, tmp_path, monkeypatch):
+    from mdeaux.paths import Paths
+    from mdeaux.runs.plan import load_run
+    from mdeaux.runs.store import RunStore
+    from mdeaux.training.loop import train_run
+
+    rows = listing(tiny_world, tmp_path)
+    run_id = next(i for i, (_, label) in rows.items() if "/mldc+" in label)
+    monkeypatch.setenv("MDEAUX_STORE", str(tmp_path))
+    paths = Paths(tiny_world)
+    run = load_run(RunStore(paths.runs)[run_id])
+    # 3 NYUv2 test images: periodic evaluations on 2 of them, the reported ones on all 3
+    cfg = run.config.model_copy(update={"train": run.config.train.model_copy(update={"periodic_eval_images": 2})})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fixture trains
+    try:
+        result = train_run(cfg, run_id, paths, tmp_path / "checkpoint.pt", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    m = result.metrics
+    assert m["test_images"] == 3 and m["periodic"]["test_images"] == 2
+    assert m["final"] == alone[run_id]["final"]  # the final model on the whole split, as without a subset
+    assert [e["step"] for e in result.evals] == [6, 12]
+    full = [dict(zip(*[line.split(",") for line in (alone[run_id]["evals"].splitlines()[0], row)])) for row in
+            alone[run_id]["evals"].splitlines()[1:]]
+    assert [e["abs_rel"] for e in result.evals] != [float(f["abs_rel"]) for f in full]  # the subset scores differ
+    step = m["periodic"]["best_step"]["abs_rel"]
+    assert set(m["best_step"].values()) == {step}  # every reported metric from the best subset checkpoint
+    if step == 12:
+        assert m["best"] == m["final"]
+    else:  # the snapshot of step 6 scored on the whole split: as the run alone scored it at step 6
+        assert m["best"] == {k: float(v) for k, v in full[0].items() if k != "step"}

@@ -294,6 +294,24 @@ def test_live_tracker_is_a_child_with_system_metrics_and_import_skips_it(paths, 
     assert tracking.sampling_interval(30) == 1.0 and tracking.sampling_interval(38400 * 0.089) == 30.0
 
 
+def test_the_runs_of_a_cohort_are_tracked_side_by_side_in_one_process(paths, params):
+    """A cohort trains several runs in one process: each has its own live MLflow run at the same time."""
+    runs = [make_run(params), make_run(params, alpha=0.8)]
+    trackers = [tracking.Tracker(paths.mlflow_uri, "mini", r.label, tracking.run_tags(r, ROOT, extra={"cohort": "c" * 16}),
+                                 paths.mlflow_artifacts) for r in runs]
+    assert all(t.active for t in trackers) and len({t.run_id for t in trackers}) == 2
+    for step in (1, 2):
+        for i, t in enumerate(trackers):
+            t.metrics({"loss_depth": float(10 * i + step)}, step=step)
+    for t in trackers:
+        t.finish()
+    c = client(paths.mlflow_uri)
+    for i, t in enumerate(trackers):
+        got = c.get_run(t.run_id)
+        assert got.info.status == "FINISHED" and got.data.tags["cohort"] == "c" * 16
+        assert [m.value for m in sorted(c.get_metric_history(t.run_id, "loss_depth"), key=lambda m: m.step)] == [10 * i + 1, 10 * i + 2]
+
+
 def test_a_continued_run_does_not_log_its_steps_twice(paths, params):
     """Killed after step 5 with a checkpoint of step 3, a run trains steps 4 and 5 again: its MLflow run
     (continued) keeps one value per step."""

@@ -119,6 +119,7 @@ class Train(Strict):
     mldc_average: Literal["logits", "probs"]
     flip_tta: bool
     eval_max_images: PosInt | None
+    periodic_eval_images: PosInt | None
     grad_loss: Literal["dinov2", "spatial", "none"]
     grad_loss_weight: float = Field(ge=0)
     aux_draw: Literal["cycle", "random", "proportional"]
@@ -216,7 +217,16 @@ class Slurm(Strict):
 
 class Cost(Strict):
     step_seconds: float = Field(gt=0)
+    backbone_image_seconds: float = Field(gt=0)
     eval_image_seconds: float = Field(gt=0)
+    eval_backbone_seconds: float = Field(gt=0)
+    test_images: dict[str, PosInt]
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> Cost:
+        if self.eval_backbone_seconds > self.eval_image_seconds:
+            raise ValueError("eval_backbone_seconds is a part of eval_image_seconds: it cannot be larger")
+        return self
 
 
 class Cohort(Strict):

@@ -8,14 +8,15 @@ carry no alpha and no auxiliary settings, so ``dvc exp run -S alpha=0.8`` reuses
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 from mdeaux.params import Params
 from mdeaux.paths import Paths
-from mdeaux.runs.ids import code_version, data_versions, run_id
-from mdeaux.runs.store import RunDir, RunStore
+from mdeaux.runs.ids import canonical, code_version, data_versions, run_id
+from mdeaux.runs.store import ID_LENGTH, RunDir, RunStore
 from mdeaux.training import tasks
 from mdeaux.training.config import RunConfig
 
@@ -120,6 +121,18 @@ def plan(paths: Paths, params: Params, *, write: bool = True) -> list[Run]:
             if folder.studies() != list(run.studies):
                 folder.write_json(RunDir.STUDIES, list(run.studies))
     return planned
+
+
+def plan_without_data(params: Params) -> list[Run]:
+    """The deduplicated runs of all studies before any data exists (for ``mdeaux runs --cost``): their
+    ids digest the config alone, as their data versions are not known yet."""
+    runs: dict[str, Run] = {}
+    for config, study in planned_configs(params):
+        key = hashlib.sha256(canonical(config.model_dump(mode="json")).encode()).hexdigest()[:ID_LENGTH]
+        run = runs.setdefault(key, Run(id=key, config=config, inputs={}, code=""))
+        if study not in run.studies:
+            runs[key] = Run(run.id, run.config, run.inputs, run.code, (*run.studies, study))
+    return list(runs.values())
 
 
 def load_run(folder: RunDir) -> Run:

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -269,9 +270,11 @@ class Tracker:
 
     ``run_id`` continues the MLflow run a checkpoint was written for (``resumed`` tells whether that
     worked; if that run is not in the store, a new one is started); a continued run does not log again
-    the steps it had logged before it was stopped. The run is a child of ``training runs``. ``system_metrics_interval`` (seconds) turns on
-    MLflow's system metrics (CPU, memory, disk, network; GPUs with ``nvidia-ml-py``) when psutil is
-    installed; ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` in the environment takes precedence.
+    the steps it had logged before it was stopped. The run is a child of ``training runs``. It logs
+    through its own ``MlflowClient`` (not MLflow's one active run per process), so the runs of a cohort
+    are tracked side by side in one process. ``system_metrics_interval`` (seconds) turns on MLflow's
+    system metrics (CPU, memory, disk, network; GPUs with ``nvidia-ml-py``) when psutil is installed;
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` in the environment takes precedence.
     """
 
     def __init__(self, uri: str, profile: str, run_name: str, tags: dict[str, str], artifacts: Path | None = None,
@@ -279,27 +282,26 @@ class Tracker:
         self.active = False
         self.resumed = False
         self.run = None
+        self._monitor = None
         self._logged: dict[str, int] = {}  # a continued run: the last step logged per metric, read when first needed
         try:
-            import mlflow
-
-            self.mlflow = mlflow
-            mlflow.set_tracking_uri(uri)
-            setup(uri, profile, artifacts)
-            mlflow.set_experiment(experiment_name(profile))
+            self.client = _client(uri)
+            experiment = setup(uri, profile, artifacts)
             tags = {**tags, PARENT: ensure_parents(uri, profile, artifacts, {}, lock)[RUNS]}
-            system = _system_metrics(system_metrics_interval)
             if run_id:  # continue the run a checkpoint was written for
                 try:
-                    self.run = mlflow.start_run(run_id=run_id, log_system_metrics=system)
+                    self.run = self.client.get_run(run_id)
+                    self.client.update_run(run_id, status="RUNNING")
+                    for key, value in tags.items():
+                        self.client.set_tag(run_id, key, value)
                     self.resumed = True
                 except Exception as err:  # noqa: BLE001
+                    self.run = None
                     log.warning("MLflow: could not continue run %s (%s); starting a new one", run_id, err)
             if self.run is None:
-                self.run = mlflow.start_run(run_name=run_name, tags={**tags, SOURCE: "live"}, log_system_metrics=system)
-            else:
-                mlflow.set_tags(tags)
+                self.run = self.client.create_run(experiment, run_name=run_name, tags={**tags, SOURCE: "live"})
             self.active = True
+            self._monitor = _system_monitor(self.run_id, uri, system_metrics_interval, self.resumed)
         except Exception as err:  # noqa: BLE001 - tracking must never lose a run
             self._warn("start the MLflow run", err)
 
@@ -313,32 +315,41 @@ class Tracker:
         self.active = False
 
     def _call(self, what: str, fn: str, *args: Any, **kwargs: Any) -> None:
+        """``client.<fn>(run_id, *args, **kwargs)``, or a warning that stops tracking this run."""
         if not self.active:
             return
         try:
-            getattr(self.mlflow, fn)(*args, **kwargs)
+            getattr(self.client, fn)(self.run_id, *args, **kwargs)
         except Exception as err:  # noqa: BLE001
             self._warn(what, err)
 
     def params(self, config) -> None:
-        self._call("log params", "log_params", config_params(config))
+        from mlflow.entities import Param
+
+        self._call("log params", "log_batch", params=[Param(k, v) for k, v in config_params(config).items()])
+
+    def _log(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._call("log metrics", "log_batch", metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Per-step values as training logs them; a continued run skips the steps it logged before."""
-        clean = {k: float(v) for k, v in metrics.items() if _finite(v) and step > self._last_logged(k)}
+        clean = {k: v for k, v in metrics.items() if _finite(v) and step > self._last_logged(k)}
         if clean:
-            self._call("log metrics", "log_metrics", clean, step=step)
+            self._log(clean, step)
 
     def summary(self, metrics: Mapping[str, float], step: int) -> None:
         """End-of-run values (best, final), logged once."""
-        self._call("log metrics", "log_metrics", {k: float(v) for k, v in metrics.items() if _finite(v)}, step=step)
+        self._log({k: v for k, v in metrics.items() if _finite(v)}, step)
 
     def _last_logged(self, key: str) -> int:
         if not (self.resumed and self.active):
             return -1
         if key not in self._logged:
             try:
-                history = self.mlflow.MlflowClient().get_metric_history(self.run_id, key)
+                history = self.client.get_metric_history(self.run_id, key)
             except Exception as err:  # noqa: BLE001
                 self._warn("read the metric history", err)
                 return -1
@@ -356,8 +367,14 @@ class Tracker:
         """End the MLflow run, also after an earlier logging error (so it is not left RUNNING)."""
         if self.run is None:
             return
+        if self._monitor is not None:
+            try:
+                self._monitor.finish()
+            except Exception as err:  # noqa: BLE001
+                log.warning("MLflow: could not stop the system metrics (%s)", err)
+            self._monitor = None
         try:
-            self.mlflow.end_run(status=status)
+            self.client.set_terminated(self.run.info.run_id, status=status)
         except Exception as err:  # noqa: BLE001
             self._warn("end the run", err)
 
@@ -369,21 +386,22 @@ def _finite(v: Any) -> bool:
         return False
 
 
-def _system_metrics(interval: float | None) -> bool:
-    """Set the sampling interval (unless the environment sets one); False when it cannot run."""
+def _system_monitor(run_id: str, uri: str, interval: float | None, resumed: bool):
+    """MLflow's system metrics monitor for the run, started; None when off or when psutil is missing."""
     import importlib.util
 
     if interval is None:
-        return False
-    if importlib.util.find_spec("psutil") is None:  # mlflow.start_run would raise for it
+        return None
+    if importlib.util.find_spec("psutil") is None:  # the monitor needs it
         log.info("MLflow: no system metrics (psutil is not installed)")
-        return False
+        return None
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop/"no GPU" notes per run
-    if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
-        from mlflow.system_metrics import set_system_metrics_sampling_interval
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        set_system_metrics_sampling_interval(interval)
-    return True
+    interval = float(os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL") or interval)
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval, resume_logging=resumed, tracking_uri=uri)
+    monitor.start()
+    return monitor
 
 
 def ui(paths, params) -> int:

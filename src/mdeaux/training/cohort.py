@@ -21,8 +21,8 @@ from mdeaux.training.config import RunConfig
 # the decoder type (model/specs.py resolve_spec). The decoder's own settings do not.
 BACKBONE_KEYS = ("backbone", "decoder_type", "weights_dir", "tiny", "backbone_seed")
 # What decides the depth batches, the evaluation steps and images, and the numerics of the backbone pass.
-TRAIN_KEYS = ("batch_size", "iterations", "eval_every", "eval_max_images", "flip_tta", "precision", "tf32",
-              "checkpoint_every")
+TRAIN_KEYS = ("batch_size", "iterations", "eval_every", "eval_max_images", "periodic_eval_images", "flip_tta",
+              "precision", "tf32", "checkpoint_every")
 
 
 def _canonical(obj) -> str:

@@ -9,6 +9,7 @@ is resized back to the ground truth's original size, as DINOv2's encode_decode r
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,17 @@ def predictions(models: list, data: PreparedDataset, ids: list[str], spec, aug: 
     for model in models:
         model.train()
     return arrays
+
+
+def periodic_subset(ids: list[str], n: int | None, dataset: str) -> list[str]:
+    """The test images of the periodic evaluations (``train.periodic_eval_images``): all of ``ids``, or,
+    when there are more than ``n``, a fixed subset of ``n`` in split order, seeded by the dataset's name
+    so that every run of the dataset scores the same images."""
+    if n is None or len(ids) <= n:
+        return list(ids)
+    seed = int.from_bytes(hashlib.sha256(dataset.encode()).digest()[:4], "little")
+    keep = np.sort(np.random.default_rng([seed, 3]).choice(len(ids), size=n, replace=False))
+    return [ids[i] for i in keep.tolist()]
 
 
 @dataclass

@@ -25,10 +25,10 @@ from mdeaux.data.prepare import PreparedDataset
 from mdeaux.data.split import SplitFile
 from mdeaux.model.depth_aux import frozen_backbone
 from mdeaux.paths import Paths
-from mdeaux.training.checkpoint import Preempted, StopSignal, load_checkpoint, save_checkpoint
+from mdeaux.training.checkpoint import Preempted, StopSignal, load_checkpoint, save_checkpoint, trainable_state
 from mdeaux.training.cohort import cohort_key
 from mdeaux.training.config import RunConfig
-from mdeaux.training.evaluate import Best, evaluate, predictions
+from mdeaux.training.evaluate import Best, evaluate, periodic_subset, predictions
 from mdeaux.training.runtime import Runtime, barrier
 from mdeaux.training.scheme import NonFiniteLoss, Trainer, backbone_features, build_run_model
 from mdeaux.training.stream import step_data, step_loader
@@ -73,6 +73,7 @@ class _Progress:
     curves: list[dict[str, float]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
     best: Best = field(default_factory=Best.empty)
+    best_state: dict[str, Any] | None = None  # decoder and heads at the best subset AbsRel (periodic subset only)
     error: BaseException | None = None
 
     @property
@@ -88,11 +89,17 @@ class _Progress:
         self.curves, self.evals = state["curves"], state["evals"]
         self.best = Best(state["best_values"], state["best_steps"])
         self.seconds_before = state["train_seconds"]
+        self.best_state = state.get("best_state")
         log.info("%s: resuming from %s at step %d", self.label, m.checkpoint, self.start)
 
     def log_state(self, seconds: float) -> dict:
         return {"run_id": self.member.run_id, "curves": self.curves, "evals": self.evals, "best_values": self.best.values,
-                "best_steps": self.best.steps, "train_seconds": self.seconds_before + seconds}
+                "best_steps": self.best.steps, "train_seconds": self.seconds_before + seconds, "best_state": self.best_state}
+
+    def keep_if_best(self, it: int) -> None:
+        """Snapshot the decoder and heads when step ``it`` reached the best AbsRel so far."""
+        if self.best.steps.get("abs_rel") == it:
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in trainable_state(self.trainer.model).items()}
 
     def failed(self, err: NonFiniteLoss) -> None:
         kept = (f"the last good checkpoint {self.member.checkpoint} (step {self.saved}) is kept" if self.saved is not None
@@ -130,6 +137,9 @@ def train_cohort(members: list[Member], paths: Paths, progress: bool = True, rt:
     eval_ids = SplitFile(paths.split_of(depth_name)).test
     if train.eval_max_images:
         eval_ids = eval_ids[: train.eval_max_images]
+    # periodic evaluations on a fixed subset of a very large test split, the reported ones in full (params.yaml)
+    periodic_ids = periodic_subset(eval_ids, train.periodic_eval_images, depth_name)
+    subset = len(periodic_ids) < len(eval_ids)
     total, first = train.iterations, min(p.start for p in runs)
     started = time.perf_counter()
 
@@ -167,10 +177,12 @@ def train_cohort(members: list[Member], paths: Paths, progress: bool = True, rt:
                 bar.set_postfix(loss=f"{active[0].curves[-1]['loss_depth']:.3f}")
 
             if active and ((it + 1) % train.eval_every == 0 or it + 1 == total):
-                scores = evaluate([p.trainer.model for p in active], test_data, eval_ids, depth_spec, train.flip_tta,
+                scores = evaluate([p.trainer.model for p in active], test_data, periodic_ids, depth_spec, train.flip_tta,
                                   depth_aug, rt, train.precision)
                 for p, metrics in zip(active, scores):
                     p.best.update(metrics, it + 1)
+                    if subset:
+                        p.keep_if_best(it + 1)
                     p.evals.append({"step": it + 1, **metrics})
                     if p.member.logger is not None:
                         p.member.logger.metrics({f"test.{k}": v for k, v in metrics.items()}, step=it + 1)
@@ -198,22 +210,40 @@ def train_cohort(members: list[Member], paths: Paths, progress: bool = True, rt:
     if rt.main and n_predictions and done:
         shown = predictions([p.trainer.model for p in done], test_data, eval_ids[:n_predictions], depth_spec, depth_aug,
                             rt, train.precision)
+    reported = [(p.best.values, p.best.steps, {k: v for k, v in p.evals[-1].items() if k != "step"}) for p in done]
+    if subset and done:
+        reported = _full_split(done, test_data, eval_ids, depth_spec, train.flip_tta, depth_aug, rt, train.precision)
     out: dict[str, Result | NonFiniteLoss] = {p.member.run_id: p.error for p in runs if p.error is not None}
     seconds = time.perf_counter() - started
-    for p, arrays in zip(done, shown):
+    for p, arrays, (best, best_step, final) in zip(done, shown, reported):
         metrics = {
             "run_id": p.member.run_id,
             "label": p.label,
             "iterations": total,
             "train_seconds": round(p.log_state(seconds)["train_seconds"], 2),  # wall time, shared with its cohort
-            "best": p.best.values,  # paper Eq. 1: the best value reached during training
-            "best_step": p.best.steps,
-            "final": {k: v for k, v in p.evals[-1].items() if k != "step"},
+            "best": best,  # paper Eq. 1: the best value reached during training
+            "best_step": best_step,
+            "final": final,
             "test_images": len(eval_ids),
             "processes": rt.world,
         }
+        if subset:  # the periodic evaluations' own best values, on the subset
+            metrics["periodic"] = {"test_images": len(periodic_ids), "best": p.best.values, "best_step": p.best.steps}
         out[p.member.run_id] = Result(metrics, p.curves, p.evals, arrays)
     return out
+
+
+def _full_split(runs: list[_Progress], data, ids, spec, flip, aug, rt, precision) -> list[tuple[dict, dict, dict]]:
+    """(best, best step, final) of each run on the whole test split, when the periodic evaluations
+    scored a subset: the final model, then the snapshot with the best subset AbsRel, whose metrics are
+    reported as the run's best (one backbone pass per image for the whole cohort, each time)."""
+    finals = evaluate([p.trainer.model for p in runs], data, ids, spec, flip, aug, rt, precision)
+    for p in runs:
+        if p.best_state is not None:
+            p.trainer.model.load_state_dict(p.best_state, strict=False)
+    bests = evaluate([p.trainer.model for p in runs], data, ids, spec, flip, aug, rt, precision)
+    return [(best, {k: p.best.steps.get("abs_rel", len(p.curves)) for k in best}, final)
+            for p, best, final in zip(runs, bests, finals)]
 
 
 def train_run(cfg: RunConfig, run_id: str, paths: Paths, checkpoint: Path, logger: Logger | None = None,
