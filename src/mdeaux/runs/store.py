@@ -8,7 +8,7 @@
 | ``curves.csv``, ``evals.csv`` | training | losses/LRs/beta1 per step; test metrics per evaluation |
 | ``predictions.npz`` | training | the final model on the first test images (for the figures) |
 | ``metrics.json`` | training, last | best and final metrics: its presence marks the run done |
-| ``train.log`` | Snakemake | the job's output |
+| ``train.log`` | execute | a copy of its cohort's job output (``runs/cohorts/<id>/train.log``) |
 | ``mlflow_run_id``, ``tags.json`` | tracking | the run's MLflow run, and its tags for a later import |
 | ``curves.png``, ``predictions.png`` | plots | the run's figures (runs/plots.py) |
 | ``.lock`` | execute, import | held while the run trains or is imported into MLflow |
