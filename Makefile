@@ -36,8 +36,12 @@ smoke: install ## the whole DAG on the smoke world (pipeline/smoke.yaml: 11 runs
 	@mkdir -p data/manual  # tracked by data.dvc; git cannot hold an empty folder
 	mdeaux smoke
 
-test: install ## run the test suite
-	$(BIN)/python -m pytest
+# test files run in TEST_WORKERS processes (pytest-xdist; a file's tests stay together, so its fixtures are
+# built once): the end-to-end DAG test runs beside the rest instead of after it
+TEST_WORKERS ?= 2
+
+test: install ## run the test suite (TEST_WORKERS=2 processes)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: install ## MLflow UI on $(UI_URL) (params.yaml report.mlflow_ui, where reports/ link) for the runs in mlflow.db
 	mdeaux ui

@@ -80,6 +80,8 @@ def tracked_outputs(root: Path) -> dict[str, bytes]:
             **{p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "reports").rglob("*")) if p.is_file()}}
 
 
+# the whole DAG twice plus experiments: minutes on a busy 2-core machine; the global 900 s timeout is for hangs
+@pytest.mark.timeout(3600)
 def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     dest, env = repo
     sh(["dvc", "repro"], dest, env)
