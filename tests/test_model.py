@@ -3,6 +3,7 @@ Depth Anything depth_anything/dpt.py, transformers Dinov2Backbone; docs/protocol
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from transformers import (
     Dinov2Backbone,
     Dinov2Config,
 )
+from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
 
 from mdeaux.model.backbone import (
     FrozenBackbone,
@@ -176,6 +178,55 @@ def test_tiny_backbone_seeded_without_touching_global_rng():
     assert build_backbone("tiny", tiny={**TINY, "num_hidden_layers": 12}).out_indices == (3, 6, 9, 12)
     with pytest.raises(ValueError, match="allowed"):
         build_backbone("tiny", tiny={"hidden_sise": 32})
+
+
+def plain_vit(backbone: FrozenBackbone, x: torch.Tensor, bf16: bool) -> list[torch.Tensor]:
+    """The Hugging Face ViT's own forward on the padded image: its bicubic interpolation of the position
+    table at every call, autocast's casts of the fp32 weights."""
+    model = copy.deepcopy(backbone.model)
+    model.embeddings.__dict__.pop("interpolate_pos_encoding")  # the class's method again
+    model.float()  # a backbone whose matmul weights are stored in bf16: exact, and autocast rounds them back the same
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), torch.inference_mode():
+        return list(model(pixel_values=center_pad(x, 14)).feature_maps)
+
+
+def same_output(out: list, sequences: list) -> bool:
+    return all(torch.equal(cls, seq[:, 0]) and torch.equal(patches.flatten(2).transpose(1, 2), seq[:, 1:])
+               for (patches, cls), seq in zip(out, sequences))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cached_position_embeddings_and_bf16_weights_give_the_plain_vits_numbers(bf16, monkeypatch):
+    interpolations = []
+    plain = Dinov2Embeddings.interpolate_pos_encoding
+    monkeypatch.setattr(Dinov2Embeddings, "interpolate_pos_encoding",
+                        lambda self, *a: interpolations.append(a[1:]) or plain(self, *a))
+    backbone = build_backbone("tiny", tiny=TINY, seed=0)
+    reference = copy.deepcopy(backbone)
+    a, b = torch.randn(2, 3, 56, 84), torch.randn(1, 3, 70, 42)  # 4 x 6 and 5 x 3 patch grids (not 37 x 37)
+    for x in (a, b, a, b):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = backbone(x)
+        assert same_output(out, plain_vit(reference, x, bf16))
+    ours = len(interpolations) - 4  # the plain forwards interpolate at every call
+    assert ours == 2  # once per grid, then from the cache
+    assert backbone.matmul_dtype == (torch.bfloat16 if bf16 else torch.float32)
+    assert backbone.model.embeddings.position_embeddings.dtype == torch.float32  # only matmul weights are stored in bf16
+    # a copy with another position table interpolates its own table, not the original's cached one
+    other = copy.deepcopy(backbone)
+    with torch.no_grad():
+        other.model.embeddings.position_embeddings.mul_(2.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = other(a)
+    assert same_output(out, plain_vit(other, a, bf16))
+    with torch.no_grad():  # weights loaded in place into the same table (same storage)
+        backbone.model.embeddings.position_embeddings.add_(0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = backbone(a)
+    assert same_output(out, plain_vit(backbone, a, bf16))
+    if bf16:
+        with pytest.raises(RuntimeError, match="build another one"):
+            backbone(a)  # fp32 after bf16: the weights are bf16 now
 
 
 def test_backbone_table():

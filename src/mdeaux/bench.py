@@ -14,7 +14,10 @@ initialised backbone of the real size, so no weights are needed), one run of thi
   that this reaches (FLOPs counted analytically);
 * with ``--cohort K``: the per-run time of a global step and of an evaluation when K runs share the
   backbone passes (training/cohort.py) against the same run alone, and the split of a step into
-  backbone and decoder time (``cohort_bench``).
+  backbone and decoder time (``cohort_bench``); with ``--vmap`` also the K decoders batched by
+  ``torch.func.vmap`` against one after the other (``vmap_bench``);
+* with ``--agreement K`` (mini): how far K runs trained as a cohort lie from the same runs trained
+  alone, beside how far two trainings alone lie from each other (``agreement``), e.g. in bf16 on a GPU.
 
 Everything is measured in one run, so the ratios are meaningful on any machine. The data are the
 project's prepared NYUv2 and ADE20K (the mini world after ``dvc repro``), cropped to the chosen
@@ -198,6 +201,7 @@ class CohortResult:
     eval_alone_ms: float  # one test image (flip TTA) for one run alone
     eval_cohort_ms: float  # one test image for the whole cohort
     peak_mib: float
+    vmap: tuple[float, float] | str | None = None  # (loop ms, vmap ms) of the K decoders, or why vmap failed
 
     @property
     def decoder_ms(self) -> float:
@@ -205,7 +209,46 @@ class CohortResult:
         return (self.cohort_ms - self.backbone_ms) / self.k
 
 
-def cohort_bench(paths, raw: dict, config: str, backbone: str, k: int, steps: int, warmup: int, rt: Runtime) -> CohortResult:
+def vmap_bench(models: list, feats: list, rt: Runtime, precision: str, steps: int, warmup: int) -> tuple[float, float] | str:
+    """(loop ms, vmap ms) of the forward and backward of K runs' decoders and depth heads on one shared
+    backbone output: one after the other (as ``train_cohort`` does) against one batched call over their
+    stacked parameters (``torch.func.stack_module_state`` + ``vmap``, issue 12 item 4). A string says why
+    vmap could not run."""
+    from torch import nn
+    from torch.func import functional_call, stack_module_state, vmap
+
+    parts = [nn.Sequential(m.decoder, m.depth_head) for m in models]
+    params, buffers = stack_module_state(parts)
+    skeleton = copy.deepcopy(parts[0]).to("meta")
+
+    def loop():
+        for part in parts:
+            with rt.autocast(precision):
+                loss = part(feats).float().mean()
+            loss.backward()
+
+    def one(p, b):
+        with rt.autocast(precision):
+            return functional_call(skeleton, (p, b), (feats,)).float().mean()
+
+    def batched():
+        vmap(one)(params, buffers).sum().backward()
+
+    def repeat(fn):
+        for _ in range(warmup):
+            fn()
+        return _timed(fn, rt, steps)
+
+    loop_ms = repeat(loop)
+    try:
+        vmap_ms = repeat(batched)
+    except Exception as err:  # noqa: BLE001 - an op without a batching rule: report it, the loop stays
+        return f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    return loop_ms, vmap_ms
+
+
+def cohort_bench(paths, raw: dict, config: str, backbone: str, k: int, steps: int, warmup: int, rt: Runtime,
+                 with_vmap: bool = False) -> CohortResult:
     """K MLDC runs that differ only in alpha (so they share the depth and the auxiliary batch, as Fig. 1's
     alpha sweep does), on one batch already in memory, timed in one process."""
     from mdeaux.data.prepare import PreparedDataset
@@ -253,7 +296,9 @@ def cohort_bench(paths, raw: dict, config: str, backbone: str, k: int, steps: in
         peak = torch.cuda.max_memory_allocated(rt.device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return CohortResult(k, alone_ms, cohort_ms, backbone_ms, eval_alone / len(ids), eval_cohort / len(ids), peak)
+    vmapped = vmap_bench(models, passes()[0], rt, precision, steps, warmup) if with_vmap else None
+    return CohortResult(k, alone_ms, cohort_ms, backbone_ms, eval_alone / len(ids), eval_cohort / len(ids), peak,
+                        vmapped)
 
 
 def cohort_lines(r: CohortResult) -> list[str]:
@@ -267,7 +312,80 @@ def cohort_lines(r: CohortResult) -> list[str]:
         f"    evaluation per run   alone {r.eval_alone_ms:9.1f} ms, in the cohort {eval_per_run:9.1f} ms per test image "
         f"(ratio {eval_per_run / r.eval_alone_ms:.2f})",
         f"    peak memory          {r.peak_mib:9.0f} MiB",
-    ]
+    ] + vmap_lines(r)
+
+
+def vmap_lines(r: CohortResult) -> list[str]:
+    if r.vmap is None:
+        return []
+    if isinstance(r.vmap, str):
+        return [f"    decoders batched     vmap failed ({r.vmap}); the cohort runs its decoders one after the other"]
+    loop_ms, vmap_ms = r.vmap
+    return [f"    decoders batched     {r.k} depth decoders + heads fwd+bwd: one after the other {loop_ms:9.1f} ms, "
+            f"vmap over stacked parameters {vmap_ms:9.1f} ms (ratio {vmap_ms / loop_ms:.2f})"]
+
+
+@dataclass
+class Agreement:
+    k: int
+    precision: str
+    cohort_vs_alone: float  # largest relative difference of a metrics.json value (best and final), cohort vs alone
+    alone_vs_alone: float  # the same between two trainings of each run alone: the device's own run-to-run spread
+    loss_vs_alone: float  # largest relative difference of a training loss at any step, cohort vs alone
+    loss_alone_vs_alone: float
+
+    def lines(self) -> list[str]:
+        return [
+            f"  agreement: {self.k} mini runs (MLDC on NYUv2, alphas 0.9, 0.85, ...), {self.precision}, each trained "
+            "alone twice and once in one cohort; largest relative difference",
+            f"    metrics.json values (best and final)  cohort vs alone {self.cohort_vs_alone:.3g}, "
+            f"alone vs alone again {self.alone_vs_alone:.3g}",
+            f"    training losses at every step         cohort vs alone {self.loss_vs_alone:.3g}, "
+            f"alone vs alone again {self.loss_alone_vs_alone:.3g}",
+        ]
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
+
+
+def _differences(first: list, second: list) -> tuple[float, float]:
+    """(metrics, losses): the largest relative difference between two trainings of the same runs."""
+    metrics = [_relative(a.metrics[part][k], b.metrics[part][k])
+               for a, b in zip(first, second) for part in ("best", "final") for k in a.metrics[part]]
+    losses = [_relative(x[key], y[key]) for a, b in zip(first, second) for x, y in zip(a.curves, b.curves)
+              for key in x if key.startswith("loss")]
+    return max(metrics, default=0.0), max(losses, default=0.0)
+
+
+def agreement(paths, raw: dict, k: int, precision: str | None, rt: Runtime) -> Agreement:
+    """Train K mini runs that differ only in alpha each alone, then again alone, then together as one
+    cohort (training/loop.py), on ``rt``'s device at ``precision`` (default: the mini profile's): how
+    far a cohort's numbers lie from the same runs' numbers alone, beside how far two trainings alone lie
+    from each other (issue 12 item 3: bit-identical on CPU in fp32, a stated tolerance in bf16 on a GPU)."""
+    import tempfile
+    from pathlib import Path
+
+    from mdeaux.training.loop import Member, train_cohort, train_run
+
+    base = bench_config(raw, "mini", "tiny")
+    if precision:
+        base = base.model_copy(update={"train": base.train.model_copy(update={"precision": precision})})
+    cfgs = [base.model_copy(update={"alpha": round(0.9 - 0.05 * i, 2)}) for i in range(k)]
+    with tempfile.TemporaryDirectory() as tmp:
+        def alone(tag: str) -> list:
+            return [train_run(c, f"{tag}{i}", paths, Path(tmp) / f"{tag}{i}.pt", progress=False, rt=rt)
+                    for i, c in enumerate(cfgs)]
+
+        solo, again = alone("alone"), alone("again")
+        together = train_cohort([Member(c, f"cohort{i}", Path(tmp) / f"cohort{i}.pt") for i, c in enumerate(cfgs)],
+                                paths, progress=False, rt=rt)
+    together = [together[f"cohort{i}"] for i in range(k)]
+    for r in together:
+        if isinstance(r, BaseException):
+            raise r
+    (cohort_metrics, cohort_losses), (noise_metrics, noise_losses) = _differences(solo, together), _differences(solo, again)
+    return Agreement(k, base.train.precision, cohort_metrics, noise_metrics, cohort_losses, noise_losses)
 
 
 def backbone_throughput(name: str, rt: Runtime, batch: int, height: int, width: int, repeats: int) -> tuple[float, float]:
@@ -295,20 +413,22 @@ def peak_tflops(rt: Runtime) -> tuple[str, float | None]:
 
 
 def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warmup: int, rt: Runtime,
-           peak: float | None = None, gpu_batch: int = 16, cohort: int = 0) -> str:
-    lines = [f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), loader workers {rt.workers}"]
+           peak: float | None = None, gpu_batch: int = 16, cohort: int = 0, with_vmap: bool = False,
+           agree: int = 0, precision: str | None = None):
+    """The report's lines, each group yielded as soon as it is measured."""
+    yield f"device {rt.device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), loader workers {rt.workers}"
     for config in configs:
         cfg = bench_config(raw, config, backbone)
         aug = cfg.augment
         what = cfg.model.backbone + (" (random weights)" if config == "real" else "")
-        lines.append(
+        yield (
             f"\n[{config}] {what}, decoder {cfg.model.decoder_channels} ch, depth crop "
             f"{'x'.join(map(str, aug['nyuv2'].crop_size))}, aux crop {'x'.join(map(str, aug['ade20k'].crop_size))}, "
             f"batch {cfg.train.batch_size} + {cfg.train.batch_size}, {cfg.train.precision}"
         )
         r = run_bench(paths, raw, config, backbone, steps, warmup, rt)
         consumed = 1000 / r.step_ms
-        lines += [
+        yield from [
             f"  global step   {r.step_ms:9.1f} ms  (median of {steps}, loader in the loop)",
             f"  floor         {r.floor_ms:9.1f} ms  (backbone fwd + decoder/head fwd+bwd, depth and aux)",
             f"  overhead      {100 * r.overhead:+9.1f} %",
@@ -316,16 +436,18 @@ def report(paths, raw: dict, configs: list[str], backbone: str, steps: int, warm
             f"  peak memory   {r.peak_mib:9.0f} MiB ({'GPU allocated' if rt.device.type == 'cuda' else 'process RSS'})",
         ]
         if cohort > 1:
-            lines += cohort_lines(cohort_bench(paths, raw, config, backbone, cohort, steps, warmup, rt))
+            yield from cohort_lines(cohort_bench(paths, raw, config, backbone, cohort, steps, warmup, rt, with_vmap))
+        if config == "mini" and agree > 1:
+            yield from agreement(paths, raw, agree, precision, rt).lines()
     if rt.device.type == "cuda":
         name, table_peak = peak_tflops(rt)
         peak = peak or table_peak
         crop = bench_config(raw, "real", backbone).augment["nyuv2"].crop_size
         images_s, tflops = backbone_throughput(backbone, rt, gpu_batch, crop[0], crop[1], steps)
-        frac = f", {100 * tflops / peak:.1f} % of the {peak:g} TFLOP/s bf16 peak" if peak else " (unknown peak: pass --peak-tflops)"
-        lines.append(f"\n[gpu] {name}: {backbone} forward, bf16, batch {gpu_batch} at {crop[0]}x{crop[1]}: "
-                     f"{images_s:.1f} images/s, {tflops:.1f} TFLOP/s{frac}")
-    return "\n".join(lines)
+        frac = (f", {100 * tflops / peak:.1f} % of the {peak:g} TFLOP/s bf16 peak" if peak
+                else " (unknown peak: pass --peak-tflops)")
+        yield (f"\n[gpu] {name}: {backbone} forward, bf16, batch {gpu_batch} at {crop[0]}x{crop[1]}: "
+               f"{images_s:.1f} images/s, {tflops:.1f} TFLOP/s{frac}")
 
 
 def command(paths, params, args) -> None:
@@ -337,8 +459,10 @@ def command(paths, params, args) -> None:
                        params.runner.loader_workers if args.workers is None else args.workers, args.compile)
     configs = ["mini", "real"] if args.config == "both" else [args.config]
     raw = yaml.safe_load(paths.params.read_text())
-    text = report(paths, raw, configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch,
-                  args.cohort)
-    print(text)
+    lines = []
+    for line in report(paths, raw, configs, args.backbone, args.steps, args.warmup, rt, args.peak_tflops, args.gpu_batch,
+                       args.cohort, args.vmap, args.agreement, args.precision):
+        print(line, flush=True)
+        lines.append(line)
     if args.out:
-        atomic.write_text(args.out, text + "\n")
+        atomic.write_text(args.out, "\n".join(lines) + "\n")

@@ -236,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cohort", type=int, default=0, metavar="K",
                     help="also time K runs sharing the backbone passes (a cohort) against one run alone, per step and "
                     "per evaluation, and split a step into backbone and decoder time")
+    sp.add_argument("--vmap", action="store_true",
+                    help="with --cohort: also time the K decoders batched with torch.func.vmap against one after the other")
+    sp.add_argument("--agreement", type=int, default=0, metavar="K",
+                    help="mini: train K runs alone and as one cohort and print how far their metrics differ")
+    sp.add_argument("--precision", choices=["fp32", "bf16"], help="precision of --agreement (default: the mini profile's)")
     sp.add_argument("--out", type=Path, help="also write the report to this file")
     sp = add("weights", cmd_weights, "download a backbone's pretrained weights (verified, pinned to a commit) "
              "into models/<name> and track them with DVC, for compute nodes without internet")

@@ -39,10 +39,11 @@ def predict_test_image(models: list, sample: dict, spec, aug: DepthAugment, flip
     image, gt = dataset_view(sample["image"], sample["depth"], kb=aug.kb_crop)
     view = image if aug.resize_to is None else dataset_view(image, None, resize_to=aug.resize_to)[0]
     x = torch.from_numpy(normalize(view))[None].to(rt.device)
+    if flip:  # the image and its mirror as one batch: one backbone pass, not two at batch 1
+        x = torch.cat([x, x.flip(-1)])
     preds = _predict(models, x, spec, gt.shape, rt, precision)
     if flip:  # aug_test: prediction on the flipped image, flipped back, averaged (DINOv2 encoder_decoder aug_test)
-        flipped = _predict(models, x.flip(-1), spec, gt.shape, rt, precision)
-        preds = [(pred + back.flip(-1)) / 2 for pred, back in zip(preds, flipped)]
+        preds = [(pred[:1] + pred[1:].flip(-1)) / 2 for pred in preds]
     return image, gt, [pred[0, 0].cpu().numpy() for pred in preds]
 
 
