@@ -43,6 +43,8 @@ def test_profile_values_resolve_recursively():
         (lambda r: r.update(alpha="high"), r"alpha: Input should be a valid number \(got 'high'\)"),
         (lambda r: r["train"].update(lrr=1), r"train\.lrr: unknown key"),
         (lambda r: r["train"].update(lr="abc"), r"train\.lr: Input should be a valid number"),
+        (lambda r: r["train"].update(lr=float("inf")), r"train\.lr: Input should be a finite number \(got inf\)"),
+        (lambda r: r["train"].update(grad_clip=float("nan")), r"train\.grad_clip: Input should be a finite number"),
         (lambda r: r["studies"]["table3"].update(depth=["nyu"]), r"studies\.table3\.depth\[0\]: unknown dataset 'nyu'; allowed: ade20k, cityscapes, "),
         (lambda r: r["studies"]["table3"].update(aux=["nyuv2"]), r"'nyuv2' is a depth dataset; allowed here: ade20k, cityscapes, cityscapes19, cocostuff, pascal_context"),
         (lambda r: r.update(datasets=["nyuv2", "kitty"]), r"datasets\[1\]: unknown dataset 'kitty'"),

@@ -37,7 +37,8 @@ def set_data(paths, name, version, fractions=None):
     (paths.prepared_of(name) / "manifest.json").write_text(json.dumps({"data_version": version}))
     paths.splits.mkdir(parents=True, exist_ok=True)
     fractions = fractions or {"1.0": [f"{name}/a", f"{name}/b"]}
-    paths.split_of(name).write_text(json.dumps({"dataset": name, "fractions": fractions, "test": [f"{name}/t"]}))
+    paths.split_of(name).write_text(json.dumps({"dataset": name, "fractions": fractions, "test": [f"{name}/t"],
+                                                "data_version": version}))
 
 
 def params(**changes):
@@ -176,6 +177,16 @@ def test_missing_prepared_data_says_what_to_run(project):
     (project.prepared_of("nyuv2") / "manifest.json").unlink()
     with pytest.raises(FileNotFoundError, match="dvc repro prepare"):
         runs.plan(project, params(), write=False)
+
+
+def test_a_split_file_of_other_prepared_data_is_refused(project):
+    doc = json.loads(project.split_of("ade20k").read_text())
+    (project.prepared_of("ade20k") / "manifest.json").write_text(json.dumps({"data_version": "ade20k-v2"}))  # prepared again
+    with pytest.raises(ValueError, match=r"ade20k.json was written for data version ade20k-v1 of ade20k, but .* holds "
+                                         r"version ade20k-v2: run `dvc repro split`"):
+        runs.plan(project, params(), write=False)
+    project.split_of("ade20k").write_text(json.dumps({**doc, "data_version": "ade20k-v2"}))
+    assert runs.plan(project, params(), write=False)
 
 
 def test_every_study_of_the_mini_profile_expands_and_dedups(project):

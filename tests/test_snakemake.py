@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -320,3 +321,28 @@ def test_preempted_slurm_job_is_requeued_and_resumes_from_its_checkpoint(tiny_wo
     assert "exit status 143" in slurm_log.read_text(), slurm_log.read_text()[-3000:]  # first attempt: checkpoint, 143
     assert "resuming from" in (run / "train.log").read_text()
     assert (run / "metrics.json").is_file() and not (run / "checkpoint.pt").exists()
+
+
+def test_a_killed_train_leaves_no_lock_in_the_way_and_a_second_train_is_refused(tiny_world, tmp_path):
+    """Issue 13 #3: SIGKILL to `mdeaux train`'s process group leaves Snakemake's lock behind; the next
+    `mdeaux train` removes it and trains, and a `mdeaux train` started while one runs is told why it
+    cannot, not pointed at logs that do not exist."""
+    root = project(tiny_world, tmp_path / "world", tasks=["baseline"])
+    env = clean_env(MDEAUX_STORE=str(tmp_path / "store"))
+    first = subprocess.Popen([sys.executable, "-m", "mdeaux", "train"], cwd=root, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = root / ".snakemake" / "locks"
+    try:
+        while not (locks.is_dir() and any(locks.iterdir())):  # Snakemake has locked the folder
+            assert first.poll() is None, "mdeaux train ended before Snakemake locked its folder"
+        second = mdeaux(["train"], root, env, check=False)
+        assert second.returncode != 0 and "another `mdeaux train`" in second.stderr, second.stderr[-2000:]
+        assert "see " not in second.stderr.splitlines()[-1]
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # no handler runs: Snakemake cannot remove its lock
+        first.wait()
+    assert any(locks.iterdir())
+    out = mdeaux(["train"], root, env)
+    assert "removing the Snakemake lock" in out.stderr and "trained 1 run(s)" in out.stderr, out.stderr[-3000:]
+    results = json.loads((root / "results" / "train.json").read_text())["runs"]
+    assert len(results) == 1 and results[0]["metrics"]["best"]["abs_rel"] > 0

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 from test_prepare import H, W, depth_mm, make_ade, make_nyu, prep
 
 from mdeaux.data.datasets.registry import ADE20K, NYUV2
@@ -154,3 +155,25 @@ def test_image_size_other_than_the_official_one_is_flagged(tmp_path):
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
     with pytest.raises(ValidationError, match=r"image height other than the official 480 px"):
         validate_dataset(NYUV2, tmp_path / "prep", tmp_path / "report")
+
+
+def test_a_failed_validation_stops_split_runs_and_run_one(tiny_world, tmp_path):
+    """Issue 13 #7: outside DVC's stage order, `mdeaux split`, `runs` and `run-one` must not use data
+    whose validation failed."""
+    from conftest import clean_env, mdeaux
+    from test_snakemake import project
+
+    root = project(tiny_world, tmp_path / "world", tasks=["baseline"])
+    env = clean_env(MDEAUX_STORE=str(tmp_path / "store"))
+    run_id = next(line.split()[0] for line in mdeaux(["runs", "--write"], root, env).stdout.splitlines()
+                  if len(line.split()) > 1 and line.split()[1] == "cohort")
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["validate"]["max_depth_sanity"] = 0.5  # every NYUv2 depth above it: the real validation fails
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    failed = mdeaux(["validate", "nyuv2"], root, env, check=False)
+    assert failed.returncode != 0 and json.loads((root / "reports/validation/nyuv2/results.json").read_text())["success"] is False
+    for args in (["split"], ["runs"], ["run-one", run_id, "--no-progress"]):
+        out = mdeaux(args, root, env, check=False)
+        assert out.returncode != 0, args
+        assert "nyuv2: the prepared data (version" in out.stderr and "failed validation" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "store" / "runs" / run_id / "checkpoint.pt").exists()

@@ -37,7 +37,7 @@ class ParamsError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)  # .inf or .nan never validates
 
 
 Prob = Annotated[float, Field(ge=0.0, le=1.0)]

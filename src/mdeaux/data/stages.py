@@ -66,6 +66,10 @@ def split(paths: Paths, params: Params) -> None:
     from mdeaux.data.prepare import PreparedDataset
     from mdeaux.data.split import write_splits
 
+    from mdeaux.data.validate import refuse_if_failed
+
     prepared = {name: PreparedDataset(paths.prepared_of(name)) for name in params.datasets}
+    for name, data in prepared.items():
+        refuse_if_failed(paths.validation_reports / name, name, data.data_version)
     written = write_splits(prepared, paths.splits, params.split.fractions, params.split.seed, params.split.subsets)
     log.info("splits written: %s", ", ".join(str(p) for p in written.values()))

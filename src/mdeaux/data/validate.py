@@ -31,6 +31,24 @@ class ValidationError(RuntimeError):
     """A prepared dataset violates its expectations."""
 
 
+def refuse_if_failed(report_dir: Path, name: str, data_version: str) -> None:
+    """Raise ValidationError when ``report_dir`` says that this data version of ``name`` failed its
+    validation: the gate that DVC's stage order gives, kept by ``mdeaux split``, ``runs``, ``run-one``
+    and ``run-cohort`` when called by hand."""
+    report = report_dir / "results.json"
+    if not report.is_file():
+        return
+    try:
+        results = json.loads(report.read_text())
+    except json.JSONDecodeError as err:
+        raise ValidationError(f"{report}: unreadable validation results ({err}); run `dvc repro validate` "
+                              f"(or `mdeaux validate {name}`) again") from None
+    if results.get("data_version") == data_version and not results.get("success"):
+        raise ValidationError(f"{name}: the prepared data (version {data_version[:12]}) failed validation (report: "
+                              f"{report_dir / 'index.html'}); fix the data, then run `dvc repro` (or `mdeaux "
+                              f"prepare {name}` and `mdeaux validate {name}`) before splitting or training on it")
+
+
 @dataclass
 class Check:
     """One expectation plus how to describe its failures to a human."""

@@ -21,7 +21,7 @@ from mdeaux import atomic
 from mdeaux.params import Params
 from mdeaux.paths import Paths
 from mdeaux.runs import plots, tracking
-from mdeaux.runs.plan import Run, load_run
+from mdeaux.runs.plan import Run, check_inputs, load_run
 from mdeaux.runs.store import CohortDir, RunDir, RunStore
 from mdeaux.training.checkpoint import Preempted
 from mdeaux.training.loop import Member, Result, train_cohort
@@ -58,6 +58,8 @@ def train_runs(paths: Paths, params: Params, run_ids: list[str], force: bool = F
             for i in sorted(run_ids):
                 locks.enter_context(folders[i].locked())
         todo = [runs[i] for i in run_ids if force or not folders[i].done]
+        for run in todo:
+            check_inputs(run, paths)
         for i in run_ids:
             if runs[i] not in todo:
                 log.info("%s is already done (%s)", i, folders[i] / RunDir.METRICS)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mdeaux.data.split import SplitFile
+from mdeaux.data.validate import refuse_if_failed
 from mdeaux.paths import Paths
 from mdeaux.runs.store import ID_LENGTH
 from mdeaux.training.config import RunConfig
@@ -97,8 +98,14 @@ def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
         manifest = paths.prepared_of(name) / "manifest.json"
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest} is missing: run `dvc repro prepare` (or `mdeaux prepare {name}`) first")
+        version = json.loads(manifest.read_text())["data_version"]
+        refuse_if_failed(paths.validation_reports / name, name, version)
         split = SplitFile(paths.split_of(name))
-        out[f"{name}:data"] = json.loads(manifest.read_text())["data_version"]
+        if split.doc.get("data_version") != version:
+            raise ValueError(f"{split.path} was written for data version {str(split.doc.get('data_version'))[:12]} of "
+                             f"{name}, but {manifest.parent} holds version {version[:12]}: run `dvc repro split` "
+                             f"(or `mdeaux split`) again")
+        out[f"{name}:data"] = version
         out[f"{name}:split"] = split.digest(fraction)
     return out
 

@@ -93,10 +93,24 @@ def planned_configs(params: Params) -> list[tuple[RunConfig, str]]:
     return out
 
 
+def reads(config: RunConfig) -> dict[str, float]:
+    """The datasets a run reads, each with the training fraction it reads."""
+    return {config.depth_dataset: config.fraction, **{name: 1.0 for name in config.aux_datasets}}
+
+
 def make_run(config: RunConfig, paths: Paths, code: str) -> Run:
-    used = {config.depth_dataset: config.fraction, **{name: 1.0 for name in config.aux_datasets}}
-    inputs = data_versions(paths, used)
+    inputs = data_versions(paths, reads(config))
     return Run(id=run_id(config, inputs, code), config=config, inputs=inputs, code=code)
+
+
+def check_inputs(run: Run, paths: Paths) -> None:
+    """Refuse to train ``run`` on data other than what it was planned for (its id digests that data)."""
+    now = data_versions(paths, reads(run.config))
+    changed = [f"{key} planned {str(run.inputs.get(key))[:12]}, now {value[:12]}" for key, value in now.items()
+               if run.inputs.get(key) != value]
+    if changed:
+        raise ValueError(f"run {run.id} ({run.config.label}) was planned for other data ({'; '.join(changed)}): its id "
+                         "no longer names what it would train; plan again with `mdeaux train` (or `mdeaux runs --write`)")
 
 
 def plan(paths: Paths, params: Params, *, write: bool = True) -> list[Run]:

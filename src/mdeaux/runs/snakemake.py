@@ -6,6 +6,8 @@ results into ``results/train.json`` and import into MLflow the runs that could n
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import subprocess
 import sys
@@ -40,6 +42,30 @@ def results_of(folder: RunDir) -> dict:
     return {k: v for k, v in folder.metrics().items() if k not in TIMINGS}
 
 
+@contextlib.contextmanager
+def one_train(root: Path):
+    """Hold ``.snakemake/mdeaux-train.lock`` (flock, released by the kernel whatever ends the process) for
+    the Snakemake call: a second ``mdeaux train`` in the same folder stops with a clear message."""
+    folder = root / ".snakemake"
+    folder.mkdir(exist_ok=True)
+    with open(folder / "mdeaux-train.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another `mdeaux train` (or `dvc repro`) is training in {root}; wait for it to finish "
+                             "(queued experiments run one after the other with `dvc queue start -j 1`)") from None
+        yield
+
+
+def unlock_if_stale(root: Path, cmd: list[str]) -> None:
+    """Remove Snakemake's lock on ``root`` when one is left: under ``one_train`` no Snakemake of ours runs
+    here, so it is the lock of a Snakemake that was killed (Ctrl-C, SIGKILL) before it could clean up."""
+    locks = root / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        log.warning("removing the Snakemake lock left in %s by an interrupted run (snakemake --unlock)", locks)
+        subprocess.run([*cmd, "--unlock"], cwd=root, check=True, stdout=subprocess.DEVNULL)
+
+
 def train(paths: Paths, params: Params, cores: int | None = None, profile_name: str | None = None) -> None:
     store = RunStore(paths.runs)
     runs = plan(paths, params)
@@ -55,13 +81,17 @@ def train(paths: Paths, params: Params, cores: int | None = None, profile_name: 
         cores = cores or (params.runner.cores if profile_name is None else None)
         cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(paths.root),
                "--profile", str(profile), *(["--cores", str(cores)] if cores else [])]
-        log.info("running: %s", " ".join(cmd))
-        result = subprocess.run(cmd, cwd=paths.root)
+        with one_train(paths.root):
+            unlock_if_stale(paths.root, cmd)
+            log.info("running: %s", " ".join(cmd))
+            result = subprocess.run(cmd, cwd=paths.root)
         failed = [r for r in missing if not store[r.id].done]
         if result.returncode != 0 or failed:
             cohort_of = cohorts.of_runs(cohorts.form(missing, params.runner.cohort))
-            logs = ", ".join(sorted({str(store.cohort(cohort_of[r.id].id) / CohortDir.LOG) for r in failed}))
-            raise SystemExit(f"{len(failed)} run(s) failed; see {logs or 'the Snakemake output above'}")
+            logs = sorted({store.cohort(cohort_of[r.id].id) / CohortDir.LOG for r in failed})
+            logs = [str(f) for f in logs if f.is_file()]  # a job that never started wrote none
+            raise SystemExit(f"{len(failed)} run(s) not trained; "
+                             + (f"see {', '.join(logs)}" if logs else "no job started: see the Snakemake output above"))
     # results/train.json is a DVC output: only what the runs are and what they reached, nothing of how this
     # call went (which runs it trained, how long they took: train.log, MLflow), so a fresh clone makes it again
     # byte for byte
