@@ -177,3 +177,44 @@ def test_a_failed_validation_stops_split_runs_and_run_one(tiny_world, tmp_path):
         assert out.returncode != 0, args
         assert "nyuv2: the prepared data (version" in out.stderr and "failed validation" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "store" / "runs" / run_id / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("bad, mode", [(np.full((H, W), 40, np.uint8), "L"), (np.full((H, W, 3), 40, np.uint8), "RGB")])
+def test_an_8_bit_or_rgb_png_as_depth_fails_naming_the_sample(tmp_path, bad, mode):
+    """Issue 13 #4: an 8-bit PNG stored as NYUv2 depth decoded to 0.04 m and validated; an RGB one
+    validated and crashed training without naming the sample."""
+    sid = "kitchen_0001a/rgb_00002"
+    make_nyu(tmp_path / "raw", depth_maps={sid: bad})
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError, match=rf"failed to decode: {sid} \(depth: ValueError: nyuv2: depth PNG has mode "
+                                              rf"'{mode}', expected single-channel 16-bit"):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
+
+
+def test_a_depth_map_without_any_far_reading_fails(tmp_path):
+    near = "kitchen_0001a/rgb_00003"
+    make_nyu(tmp_path / "raw", depth_maps={near: np.full((H, W), 180, np.uint16)})  # 0.18 m everywhere
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError) as err:
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", min_depth_max_sanity=1.0)
+    assert f"have no depth beyond 1.0 m: {near} (depth_max 0.18 m)" in str(err.value)
+    assert "rgb_00001" not in str(err.value)
+
+
+def test_negative_depth_with_mask_1_reaches_the_negative_depth_check():
+    """Issue 13 #4: depth_min was taken over pixels > 0, so DIODE depth of -5 m under mask 1 passed."""
+    import io
+
+    from mdeaux.data.datasets.lidar_depth import DIODE_INDOOR, decode_diode_depth, pack_diode_depth
+    from mdeaux.data.prepare import _depth_stats
+
+    def npy(a):
+        buf = io.BytesIO()
+        np.save(buf, a)
+        return buf.getvalue()
+
+    depth = np.full((4, 5), 3.0, np.float32)
+    depth[1, 1] = -5.0
+    mask = np.ones((4, 5), np.float32)
+    stats = _depth_stats(DIODE_INDOOR, decode_diode_depth(pack_diode_depth(npy(depth), npy(mask))))
+    assert stats["depth_min"] == -5.0 and stats["depth_max"] == 3.0

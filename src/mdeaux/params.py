@@ -69,6 +69,7 @@ class Prepare(Strict):
 class Validate(Strict):
     min_valid_frac: Prob
     max_depth_sanity: float = Field(gt=0)
+    min_depth_max_sanity: float = Field(gt=0)
 
 
 class Split(Strict):

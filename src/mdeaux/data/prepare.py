@@ -58,7 +58,7 @@ _DEPTH_STATS = [
     ("depth_height", pa.int32()),
     ("depth_width", pa.int32()),
     ("depth_finite", pa.bool_()),
-    ("depth_min", pa.float64()),  # min / max / mean over pixels > 0
+    ("depth_min", pa.float64()),  # min / max / mean over finite pixels != 0 (0 = no reading; a negative one shows)
     ("depth_max", pa.float64()),
     ("depth_mean", pa.float64()),
     ("depth_nonzero_frac", pa.float64()),
@@ -106,7 +106,7 @@ def _clean_error(part: str, exc: Exception) -> str:
 def _depth_stats(spec: DatasetSpec, depth: np.ndarray) -> dict[str, Any]:
     finite = np.isfinite(depth)
     positive = finite & (depth > 0)
-    values = depth[positive]
+    values = depth[finite & (depth != 0)]  # readings, negative ones included (validation refuses them)
     valid = finite & (depth > spec.min_depth) & (depth < spec.max_depth)
     return {
         "depth_height": depth.shape[0],

@@ -58,7 +58,8 @@ def validate(paths: Paths, params: Params, names: list[str]) -> None:
             expected = counts.model_dump(exclude_none=True) if counts else None
         validate_dataset(spec, paths.prepared_of(name), paths.validation_reports / name,
                          min_valid_frac=params.validate_.min_valid_frac, expected_counts=expected,
-                         max_depth_sanity=params.validate_.max_depth_sanity)
+                         max_depth_sanity=params.validate_.max_depth_sanity,
+                         min_depth_max_sanity=params.validate_.min_depth_max_sanity)
         log.info("%s: validation passed; report in %s", name, paths.validation_reports / name / "index.html")
 
 

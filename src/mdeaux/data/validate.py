@@ -86,6 +86,7 @@ def build_checks(
     min_valid_frac: float,
     expected_counts: dict[str, int] | None,
     max_depth_sanity: float | None,
+    min_depth_max_sanity: float | None = None,
 ) -> list[Check]:
     """The expectations for one dataset, from its spec and the validation parameters."""
     E = _gx().expectations
@@ -143,6 +144,15 @@ def build_checks(
                 lambda r: f"depth_min {_num(r['depth_min'])} m",
             )
         )
+        if min_depth_max_sanity is not None:
+            checks.append(
+                Check(
+                    E.ExpectColumnValuesToBeBetween(column="depth_max", min_value=float(min_depth_max_sanity)),
+                    f"have no depth beyond {min_depth_max_sanity} m",
+                    "depth_max",
+                    lambda r: f"depth_max {_num(r['depth_max'])} m",
+                )
+            )
         if max_depth_sanity is not None:
             checks.append(
                 Check(
@@ -263,6 +273,7 @@ def validate_dataset(
     min_valid_frac: float = 0.05,
     expected_counts: dict[str, int] | None = None,
     max_depth_sanity: float | None = None,
+    min_depth_max_sanity: float | None = None,
 ) -> dict:
     """Validate ``prepared_dir``; write out_dir/{results.json,index.html}; raise ValidationError on failure."""
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
@@ -282,7 +293,8 @@ def validate_dataset(
 
     df = pq.read_table(stats_path).to_pandas().reset_index(drop=True)
     checks = build_checks(
-        spec, min_valid_frac=min_valid_frac, expected_counts=expected_counts, max_depth_sanity=max_depth_sanity
+        spec, min_valid_frac=min_valid_frac, expected_counts=expected_counts, max_depth_sanity=max_depth_sanity,
+        min_depth_max_sanity=min_depth_max_sanity,
     )
     by_id = _run_suite(spec, df, checks)
     records = [_summarise(check, by_id[check.expectation.id], df) for check in checks]
@@ -299,6 +311,7 @@ def validate_dataset(
             "min_valid_frac": min_valid_frac,
             "expected_counts": expected_counts,
             "max_depth_sanity": max_depth_sanity,
+            "min_depth_max_sanity": min_depth_max_sanity,
         },
         "expectations": records,
     }

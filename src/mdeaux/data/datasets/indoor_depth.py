@@ -42,30 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mdeaux.data.datasets.spec import Archive, DatasetSpec, RawSample
-
-# ----------------------------------------------------------------------------------------------
-# common: 16-bit PNG depth
-# ----------------------------------------------------------------------------------------------
-
-
-def _read_png_uint16(data: bytes, dataset: str) -> np.ndarray:
-    """A single-channel 16-bit PNG as uint16 (H, W); any other encoding raises naming what it is."""
-    with Image.open(io.BytesIO(data)) as im:
-        if im.format != "PNG":
-            raise ValueError(f"{dataset}: depth file is {im.format or 'not an image'}, expected a 16-bit PNG")
-        mode = im.mode
-        if mode not in ("I;16", "I;16B", "I;16L", "I"):
-            raise ValueError(f"{dataset}: depth PNG has mode {mode!r}, expected single-channel 16-bit ('I;16')")
-        raw = np.asarray(im)
-    if raw.ndim != 2:
-        raise ValueError(f"{dataset}: depth PNG has shape {raw.shape}, expected a 2-D map")
-    if raw.dtype != np.uint16:
-        if raw.min(initial=0) < 0 or raw.max(initial=0) > 65535:
-            raise ValueError(f"{dataset}: depth PNG values outside 0..65535")
-        raw = raw.astype(np.uint16)
-    return raw
-
+from mdeaux.data.datasets.spec import Archive, DatasetSpec, RawSample, read_png_uint16
 
 # ----------------------------------------------------------------------------------------------
 # Matterport3D (niessner/Matterport)
@@ -136,7 +113,7 @@ def mp3d_archive_name(scan: str, filetype: str) -> str:
 
 def decode_mp3d_depth(data: bytes) -> np.ndarray:
     """Matterport3D undistorted depth: uint16 PNG / 4000 = metres, 0 = no reading (data_organization.md)."""
-    raw = _read_png_uint16(data, "matterport3d")
+    raw = read_png_uint16(data, "matterport3d")
     return (raw.astype(np.float32) / np.float32(MP3D_DEPTH_SCALE)).astype(np.float32)
 
 
@@ -246,7 +223,7 @@ Then record them with DVC:  dvc add data/manual && git add data.dvc && git commi
 def decode_taskonomy_depth(data: bytes) -> np.ndarray:
     """Taskonomy depth_zbuffer: uint16 PNG / 512 = metres; 65535 (no geometry) -> 0 (taskonomy data/README.md,
     omnidata create_mask_valid.py)."""
-    raw = _read_png_uint16(data, "taskonomy")
+    raw = read_png_uint16(data, "taskonomy")
     depth = raw.astype(np.float32) / np.float32(TASKONOMY_DEPTH_SCALE)
     depth[raw == TASKONOMY_INVALID] = 0.0
     return depth.astype(np.float32)

@@ -92,10 +92,7 @@ class DatasetSpec:
             return self.depth_decoder(data)
         if self.depth_encoding != "png_uint16" or not self.depth_scale:
             raise ValueError(f"{self.name}: no depth encoding declared (got {self.depth_encoding!r})")
-        with Image.open(io.BytesIO(data)) as im:
-            raw = np.asarray(im)
-        if raw.dtype not in (np.uint16, np.int32, np.uint8):  # PIL reads 16-bit PNG as I;16 or I
-            raise ValueError(f"{self.name}: depth PNG has dtype {raw.dtype}, expected 16-bit integers")
+        raw = read_png_uint16(data, self.name)
         return (raw.astype(np.float32) / np.float32(self.depth_scale)).astype(np.float32)
 
     def decode_label(self, data: bytes) -> np.ndarray:
@@ -128,3 +125,22 @@ class DatasetSpec:
             box[top:bottom, left:right] = True
             mask &= box
         return mask
+
+
+def read_png_uint16(data: bytes, dataset: str) -> np.ndarray:
+    """A single-channel 16-bit PNG as uint16 (H, W); anything else (an 8-bit or RGB PNG stored as depth,
+    which would decode to plausible-looking centimetres) raises naming what it is."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format != "PNG":
+            raise ValueError(f"{dataset}: depth file is {im.format or 'not an image'}, expected a 16-bit PNG")
+        mode = im.mode
+        if mode not in ("I;16", "I;16B", "I;16L", "I"):  # PIL reads a 16-bit grey PNG as I;16 (or I)
+            raise ValueError(f"{dataset}: depth PNG has mode {mode!r}, expected single-channel 16-bit ('I;16')")
+        raw = np.asarray(im)
+    if raw.ndim != 2:
+        raise ValueError(f"{dataset}: depth PNG has shape {raw.shape}, expected a 2-D map")
+    if raw.dtype != np.uint16:
+        if raw.min(initial=0) < 0 or raw.max(initial=0) > 65535:
+            raise ValueError(f"{dataset}: depth PNG values outside 0..65535")
+        raw = raw.astype(np.uint16)
+    return raw
