@@ -1,6 +1,7 @@
 """Reports: table arithmetic on hand-made runs, every table and figure from a hand-made run grid, and
 reports/index.html in headless Chromium."""
 
+import errno
 import html
 import json
 import math
@@ -221,6 +222,35 @@ def test_a_failing_report_leaves_the_previous_one_whole(project):
         for p in moved:
             p.with_suffix(".bak").rename(p)
     assert {p: p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()} == before
+
+
+def test_a_failure_while_writing_leaves_the_previous_report_whole(project, monkeypatch):
+    """Issue 13 #5: a report that fails while writing (here the disk fills up at the first figure, after
+    the tables) leaves the last complete report in place, and no half-written folder behind."""
+    root, paths, params = project["root"], project["paths"], project["params"]
+    before = {p: p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()}
+
+    def full_disk(fig, base):
+        raise OSError(errno.ENOSPC, "No space left on device", str(base))
+
+    monkeypatch.setattr(figures, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_reports(paths, params)
+    assert {p: p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()} == before
+    assert not list((root / "reports").glob(".*"))
+
+
+def test_a_grid_without_figures_writes_its_tables_and_an_empty_figures_folder(project, tmp_path):
+    """Issue 13 #5: with table studies only, the report stage's figures/ output exists (empty: no stale
+    figure of an earlier grid survives)."""
+    root = tmp_path / "project"
+    shutil.copytree(project["root"], root, symlinks=True)
+    params = project["params"]
+    tables_only = params.model_copy(update={"studies": {k: v for k, v in params.studies.items() if v.render == "table"}})
+    report.write_reports(Paths(root), tables_only)
+    assert (root / "reports" / "figures").is_dir() and not any((root / "reports" / "figures").iterdir())
+    assert {p.stem for p in (root / "reports" / "tables").glob("*.md")} >= set(table_studies(params))
+    assert "figures/" not in (root / "reports" / "index.html").read_text()  # no link to a figure
 
 
 def test_index_opens_in_chromium_with_every_image_and_link(project, tmp_path):

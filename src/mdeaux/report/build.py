@@ -43,6 +43,7 @@ MINI_WARNING = (
     "numbers shown beside them."
 )
 CURVES = {"loss_depth": RunDir.CURVES, "abs_rel": RunDir.EVALS}  # reports/curves/<column>/ <- runs/<id>/<file>
+REPORT_FOLDERS = ("tables", "figures", "curves")  # this stage's folders under reports/ (dvc.yaml outs)
 
 
 def paper_values() -> dict[str, Any]:
@@ -118,16 +119,32 @@ def write_reports(paths, params) -> list[Path]:
     validation = sorted(p.parent.name for p in (reports / "validation").glob("*/index.html"))
     page = index_html(params, built, {k: v[1] for k, v in figs.items()}, link, link_note, runs, validation, ctx.warning)
 
-    written: list[Path] = []
-    for sub in ("tables", "figures", "curves"):  # outputs of this stage only: nothing stale survives
+    # the folders are written beside the old ones and swapped in only when all of them are complete: a
+    # failure (a full disk, a figure that cannot be saved) leaves the old reports whole, and nothing stale
+    # survives a success (a folder holds this stage's outputs only; figures/ exists even without a figure)
+    staged = {sub: reports / f".{sub}.new" for sub in REPORT_FOLDERS}
+    try:
+        for folder in staged.values():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        write_tables(staged["tables"], built)
+        for name, (fig, _) in figs.items():
+            figures.save(fig, staged["figures"] / name)
+        for rel, text in curves.items():
+            atomic.write_text(staged["curves"] / rel, text)
+    except BaseException:
+        for folder in staged.values():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    written = [reports / sub / f.relative_to(folder) for sub, folder in staged.items()
+               for f in sorted(folder.rglob("*")) if f.is_file()]
+    for sub, folder in staged.items():
+        old = reports / f".{sub}.old"
+        shutil.rmtree(old, ignore_errors=True)
         if (reports / sub).exists():
-            shutil.rmtree(reports / sub)
-    written += write_tables(reports / "tables", built)
-    for name, (fig, _) in figs.items():
-        written += figures.save(fig, reports / "figures" / name)
-    for rel, text in curves.items():
-        atomic.write_text(reports / "curves" / rel, text)
-        written.append(reports / "curves" / rel)
+            (reports / sub).rename(old)
+        folder.rename(reports / sub)
+        shutil.rmtree(old, ignore_errors=True)
     atomic.write_text(reports / "index.html", page)
     summaries = {t.key: t.metrics() for t in built}
     # "gain": each table's mean gain (%) under a short key, for a `dvc exp show` that fits a terminal (README)
