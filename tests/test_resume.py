@@ -147,3 +147,25 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_world, r
         train_run(run.config, run.id, paths, folder / RunDir.CHECKPOINT, progress=False)
     assert torch.load(folder / RunDir.CHECKPOINT, weights_only=True)["next_step"] == 6
     assert not folder.done
+
+
+def test_a_full_disk_at_a_checkpoint_names_the_file_and_what_to_do(tiny_world, tmp_path):
+    """Issue 13 #8: a checkpoint that cannot be written (here: the file size limit stands for a full
+    disk, so writes fail with EFBIG as they would with ENOSPC) stops the run with the file and the fix,
+    not torch's "[enforce fail at inline_container.cc]", and leaves no temporary file."""
+    import resource
+
+    run_id = plan(tiny_world, tmp_path)
+
+    def small_files():  # the run's small files fit; its first checkpoint (decoder, heads, 2 x AdamW) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    out = subprocess.run([sys.executable, "-m", "mdeaux", "run-one", run_id, "--no-progress"], cwd=tiny_world,
+                         env=clean_env(MDEAUX_STORE=str(tmp_path)), capture_output=True, text=True, timeout=600,
+                         preexec_fn=small_files)
+    checkpoint = tmp_path / "runs" / run_id / "checkpoint.pt"
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert f"{checkpoint}: could not write the checkpoint" in last and "free space on its disk" in last, last
+    assert "Traceback" not in out.stderr
+    assert not checkpoint.exists() and not list(checkpoint.parent.glob(".*.tmp"))

@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
         stage = os.environ.get("DVC_STAGE") or args.command
         log.info("%s finished in %.1f s", stage, time.perf_counter() - started)
-    except (ParamsError, FileNotFoundError, KeyError, ValueError, RuntimeError) as err:
+    except (ParamsError, OSError, KeyError, ValueError, RuntimeError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.filename:
+            msg = f"{err.filename}: {err.strerror}; check that this path is writable and its disk has space"
         log.error("%s", msg)
         if args.verbose:
             raise

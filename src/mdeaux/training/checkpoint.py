@@ -44,8 +44,14 @@ def save_checkpoint(path: Path, model, opt_depth, opt_aux, next_step: int, log_s
         },
         **log_state,
     }
-    with atomic.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic.atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as "[enforce fail at inline_container.cc]"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(f"{path}: could not write the checkpoint ({reason}); free space on its disk (or set "
+                           "MDEAUX_STORE to a folder on another), then run the same command again: training "
+                           "resumes from the last checkpoint written") from err
 
 
 def load_checkpoint(path: Path, model, opt_depth, opt_aux, run_id: str) -> dict:
