@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -394,6 +395,40 @@ def test_unreachable_stores_degrade_to_warnings(tmp_path, params, caplog):
     assert tracking.prepare(Store(tmp_path), params) == {}
     finished_run_dir(Store(tmp_path), run, predictions=False)
     assert mlflow_import.import_done(Store(tmp_path), [run], {"fig1_alpha": "x"}) == {"imported": 0, "tracked": 0, "left": 1}
+
+
+def test_a_corrupt_store_is_set_aside_and_the_finished_runs_go_into_a_new_one(paths, params, caplog):
+    """Issue 13 #9: a corrupt mlflow.db is moved aside (kept) and `mdeaux train`'s import fills a new one,
+    instead of a warning that promises an import that never comes."""
+    run = make_run(params)
+    finished_run_dir(paths, run, predictions=False)
+    garbage = b"this is not an SQLite database " * 64
+    paths.mlflow_db.write_bytes(garbage)
+    parents = tracking.prepare(paths, params)
+    assert parents, caplog.text
+    assert (paths.mlflow_db.parent / "mlflow.db.corrupt").read_bytes() == garbage
+    assert "not a readable database; moved it to" in caplog.text
+    assert mlflow_import.import_done(paths, [run], parents)["imported"] == 1
+    assert client(paths.mlflow_uri).search_runs([client(paths.mlflow_uri).get_experiment_by_name("mdeaux-mini").experiment_id],
+                                                f"tags.run_id = '{run.id}'")
+    assert tracking.set_aside_if_corrupt(paths.mlflow_uri) is None  # a sound store stays where it is
+
+
+def test_a_dead_tracking_server_does_not_hold_a_run_back(tmp_path, params):
+    """Issue 13 #9: with MLflow's own retry defaults the tracker waited about 4 minutes for a server that is
+    down before training started; mdeaux's defaults give up within seconds (the environment still wins)."""
+    code = (
+        "import os, time\n"
+        "from mdeaux.runs import tracking\n"
+        "print(os.environ['MLFLOW_HTTP_REQUEST_MAX_RETRIES'], os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'])\n"
+        f"t = tracking.Tracker('http://127.0.0.1:{free_port()}', 'mini', 'x', {{'run_id': 'x'}})\n"
+        "print(t.active)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=90)
+    assert out.stdout.split() == ["2", "20", "False"], out.stdout + out.stderr[-2000:]
+    mine = subprocess.run([sys.executable, "-c", code.split("t = ")[0]], env=clean_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="5"),
+                          capture_output=True, text=True, timeout=60)
+    assert mine.stdout.split() == ["5", "20"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ from mdeaux.runs.store import RunDir
 log = logging.getLogger(__name__)
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# A tracking server that is down must not hold a run back: MLflow's own defaults (7 retries with backoff
+# factor 2, a 120 s timeout) wait about 4 minutes before the tracker gives up and training starts. These
+# give up within seconds; the run's files are imported by the next `mdeaux train`. The environment wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 RUN_FILES = (RunDir.CONFIG, RunDir.STUDIES, RunDir.METRICS, RunDir.CURVES, RunDir.EVALS, RunDir.TAGS)  # logged as artifacts
 KIND, STUDY, TITLE, COMPLETE, SOURCE = "mdeaux.kind", "mdeaux.study", "mdeaux.title", "mdeaux.complete", "mdeaux.source"
@@ -204,6 +210,32 @@ def relocate(uri: str, artifacts: Path) -> None:
                 log.info("MLflow: artifact locations moved from %s to %s", old, new)
 
 
+def set_aside_if_corrupt(uri: str) -> Path | None:
+    """Move a local SQLite store that is not a readable database to ``mlflow.db.corrupt[-N]`` (kept for
+    inspection), so that MLflow starts a new one and ``mdeaux train`` imports every finished run into it
+    from ``runs/<id>/``; the new path, or None when there was nothing to do."""
+    import sqlite3
+
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is None or not db.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
+            if con.execute("PRAGMA quick_check").fetchone()[0] == "ok":
+                return None
+    except sqlite3.OperationalError:  # busy or locked by another process: not corrupt
+        return None
+    except sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
+        pass
+    aside, n = db.with_name(db.name + ".corrupt"), 1
+    while aside.exists():
+        aside, n = db.with_name(f"{db.name}.corrupt-{n}"), n + 1
+    db.rename(aside)
+    log.warning("MLflow: %s is not a readable database; moved it to %s and started a new one, into which the "
+                "finished runs are imported from their folders", db, aside)
+    return aside
+
+
 def _parents(client, experiment_id: str, kind: str) -> dict[str, Any]:
     """The parent runs of one kind (``study``: keyed by study; ``runs``: key ""); of duplicates (two
     processes racing without a shared lock) always the same one: the oldest, then the smallest id."""
@@ -254,6 +286,7 @@ def prepare(paths, params, only: Iterable[str] | None = None) -> dict[str, str]:
     """``ensure_parents`` for the studies of ``params`` (or ``only`` these), as ``mdeaux train`` and
     the Snakefile's ``onstart`` call it before fan-out: ``{}`` and a warning when MLflow fails."""
     names = list(params.studies) if only is None else list(only)
+    set_aside_if_corrupt(paths.mlflow_uri)
     try:
         return ensure_parents(paths.mlflow_uri, params.profile, paths.mlflow_artifacts,
                               {n: params.studies[n].title for n in names}, lock=paths.runs / ".mlflow.lock",
