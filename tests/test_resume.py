@@ -6,6 +6,7 @@ single-process run with the same global batch.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -169,3 +170,34 @@ def test_a_full_disk_at_a_checkpoint_names_the_file_and_what_to_do(tiny_world, t
     assert f"{checkpoint}: could not write the checkpoint" in last and "free space on its disk" in last, last
     assert "Traceback" not in out.stderr
     assert not checkpoint.exists() and not list(checkpoint.parent.glob(".*.tmp"))
+
+
+def test_a_signal_while_the_results_are_written_loses_nothing(tiny_world, tmp_path):
+    """Issue 13 #1: SIGTERM (a preemption, `scancel`) after the training loop, while the run's files are
+    being written, killed the process with the results half-written. Now the results are completed first;
+    and temporaries that a writer killed mid-write left in the run's folder are removed."""
+    store = tmp_path / "store"
+    run_id = plan(tiny_world, store)
+    folder = store / "runs" / run_id
+    stale = folder / ".predictions.npz.x1y2z3.tmp"  # what a writer killed mid-write leaves
+    stale.write_bytes(b"half")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # a real SIGTERM to the real process as it starts writing the results
+        "import os, signal\n"
+        "import mdeaux.runs.execute as execute\n"
+        "real = execute.write_result\n"
+        "def write_result(folder, result):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    real(folder, result)\n"
+        "execute.write_result = write_result\n"
+    )
+    env = clean_env(MDEAUX_STORE=str(store))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, "-m", "mdeaux", "run-one", run_id, "--no-progress"], cwd=tiny_world, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "signal 15 arrived while the finished runs' results were written" in out.stderr
+    assert json.loads((folder / "metrics.json").read_text())["best"]["abs_rel"] > 0
+    assert (folder / "predictions.npz").is_file() and not (folder / "checkpoint.pt").exists()
+    assert not list(folder.glob(".*.tmp"))

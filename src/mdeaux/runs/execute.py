@@ -23,7 +23,7 @@ from mdeaux.paths import Paths
 from mdeaux.runs import plots, tracking
 from mdeaux.runs.plan import Run, check_inputs, load_run
 from mdeaux.runs.store import CohortDir, RunDir, RunStore
-from mdeaux.training.checkpoint import Preempted
+from mdeaux.training.checkpoint import Preempted, StopSignal
 from mdeaux.training.loop import Member, Result, train_cohort
 from mdeaux.training.runtime import Runtime
 
@@ -124,18 +124,23 @@ def _train(runs: list[Run], store: RunStore, paths: Paths, params: Params, rt: R
     if not rt.main:
         return
     failed = []
-    for run in runs:
-        result, (tracker, whole) = results[run.id], trackers[run.id]
-        if isinstance(result, BaseException):
-            tracker.finish("FAILED")
-            failed.append(f"{run.label} ({run.id}): {result}")
-            continue
-        folder = store[run.id]
-        write_result(folder, result)
-        if cohort is not None and (cohort / CohortDir.LOG).is_file():  # the job's log, so far
-            with atomic.atomic_path(folder / RunDir.LOG) as tmp:
-                shutil.copyfile(cohort / CohortDir.LOG, tmp)
-        _track_result(run, folder, result, tracker, whole)
+    # the runs are trained: SIGTERM/SIGINT now wait until every result is written (seconds), so that a
+    # preemption or Ctrl-C at this point loses nothing finished
+    with StopSignal() as stop:
+        for run in runs:
+            result, (tracker, whole) = results[run.id], trackers[run.id]
+            if isinstance(result, BaseException):
+                tracker.finish("FAILED")
+                failed.append(f"{run.label} ({run.id}): {result}")
+                continue
+            folder = store[run.id]
+            write_result(folder, result)
+            if cohort is not None and (cohort / CohortDir.LOG).is_file():  # the job's log, so far
+                with atomic.atomic_path(folder / RunDir.LOG) as tmp:
+                    shutil.copyfile(cohort / CohortDir.LOG, tmp)
+            _track_result(run, folder, result, tracker, whole)
+    if stop.received is not None:
+        log.warning("signal %d arrived while the finished runs' results were written; they are complete", stop.received)
     if failed:
         raise SystemExit(f"{len(failed)} of {len(runs)} run(s) failed:\n  " + "\n  ".join(failed))
 

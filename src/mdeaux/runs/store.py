@@ -45,6 +45,8 @@ class RunDir:
     CONFIG, STUDIES, METRICS, CURVES, EVALS = "config.json", "studies.json", "metrics.json", "curves.csv", "evals.csv"
     CHECKPOINT, PREDICTIONS, LOG, LOCK = "checkpoint.pt", "predictions.npz", "train.log", ".lock"
     MLFLOW_ID, TAGS, CURVES_PNG, PREDICTIONS_PNG = "mlflow_run_id", "tags.json", "curves.png", "predictions.png"
+    # written only by the holder of the run's lock (trainer, importer); config.json and studies.json are the planner's
+    TRAINER_FILES = (METRICS, CURVES, EVALS, CHECKPOINT, PREDICTIONS, LOG, MLFLOW_ID, TAGS, CURVES_PNG, PREDICTIONS_PNG)
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -98,6 +100,11 @@ class RunDir:
         with open(self / self.LOCK, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                # what a writer killed mid-write left (atomic.atomic_path's temporaries of the files only a
+                # lock holder writes): no such writer runs while we hold the lock
+                for name in self.TRAINER_FILES:
+                    for stale in self.path.glob(f".{name}.*.tmp"):
+                        stale.unlink(missing_ok=True)
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
