@@ -346,3 +346,31 @@ def test_a_killed_train_leaves_no_lock_in_the_way_and_a_second_train_is_refused(
     assert "removing the Snakemake lock" in out.stderr and "trained 1 run(s)" in out.stderr, out.stderr[-3000:]
     results = json.loads((root / "results" / "train.json").read_text())["runs"]
     assert len(results) == 1 and results[0]["metrics"]["best"]["abs_rel"] > 0
+
+
+def test_two_experiments_sharing_runs_train_each_run_once(tiny_world, tmp_path):
+    """Issue 13 #2: two experiments (as `dvc queue start -j 2` runs them: two copies of the project, one run
+    store) trained at the same time, sharing the baseline: each run is trained by one of them, once; both
+    finish and collect the same numbers for the shared run."""
+    from mlflow import MlflowClient
+
+    env = clean_env(MDEAUX_STORE=str(tmp_path / "store"))
+    roots = []
+    for name, alpha in (("q1", 0.9), ("q2", 0.8)):
+        root = project(tiny_world, tmp_path / name, tasks=["baseline", "mldc"])
+        raw = yaml.safe_load((root / "params.yaml").read_text())
+        raw["alpha"] = alpha
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        roots.append(root)
+    procs = [subprocess.Popen([sys.executable, "-m", "mdeaux", "train"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for root in roots]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errors)
+    results = [{r["label"]: r for r in json.loads((root / "results" / "train.json").read_text())["runs"]} for root in roots]
+    shared = [label for label in results[0] if "baseline" in label]
+    assert len(shared) == 1 and len(results[0]) == len(results[1]) == 2
+    assert results[0][shared[0]] == results[1][shared[0]]
+    store = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    experiment = store.get_experiment_by_name("mdeaux-mini").experiment_id
+    for run in {r["id"] for res in results for r in res.values()}:  # 3 runs, each tracked (trained) once
+        assert len(store.search_runs([experiment], f"tags.run_id = '{run}'")) == 1, run
