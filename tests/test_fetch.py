@@ -491,3 +491,36 @@ def test_truncated_archive_is_refused_and_nothing_extracted(tmp_path, kind):
     with pytest.raises(FetchError, match=r"cut\.(zip|tgz).*(not a readable|damaged)"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_decompression_bomb_is_refused_and_leaves_nothing(tmp_path):
+    """Issue 13 #6: a 306 KB zip expanded to 314 MB. Extraction stops once an archive writes more than
+    MAX_EXPANSION x its size + EXPANSION_SLACK, whatever sizes it declares."""
+    from mdeaux.data import extract
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(100 << 20))  # 100 MiB of zeros in about 100 KB
+    assert extract.MAX_EXPANSION * bomb.stat().st_size + extract.EXPANSION_SLACK < 100 << 20
+    target = tmp_path / "out"
+    with pytest.raises(FetchError, match="refusing it as a decompression bomb"):
+        safe_extract(bomb, target)
+    assert listing(tmp_path) == ["bomb.zip"]  # no target, no staging folder
+    fine = make_zip(tmp_path / "fine.zip", {"a/one.bin": bytes(1 << 20)})  # under the slack: any ratio passes
+    safe_extract(fine, target)
+    assert (target / "a" / "one.bin").stat().st_size == 1 << 20
+
+
+def test_a_fetch_removes_what_a_killed_fetch_left(tmp_path, mirror):
+    """Issue 13 #6: a fetch killed while extracting left its staging folder (here 235 MB of it) that no
+    later fetch removed."""
+    spec = toy_spec(Archive("toy.zip"))
+    raw = tmp_path / "raw" / "toy"
+    staging = tmp_path / "raw" / ".toy.k1ll3d.tmp"  # atomic_dir's staging folder of the killed fetch
+    (staging / "toy").mkdir(parents=True)
+    (staging / "toy" / "a.txt").write_bytes(b"half")
+    (tmp_path / "raw" / ".toy.old" / "x").mkdir(parents=True)  # the raw folder it was replacing
+    (tmp_path / "raw" / ".toy_other.ab.tmp").mkdir()  # another dataset's: not ours to remove
+    fetch_dataset(spec, raw, profile="mini", mirror_dir=mirror, manual_dir=tmp_path / "manual", progress=False)
+    assert listing(tmp_path / "raw") == [".toy_other.ab.tmp", "toy"]
+    assert (raw / "toy" / "a.txt").read_bytes() == b"alpha"

@@ -23,6 +23,10 @@ from typing import IO
 from mdeaux.data.fetch_error import FetchError
 
 COPY_CHUNK = 1 << 20  # bytes per read when copying a member out of the archive
+# An archive may write at most MAX_EXPANSION times its own size plus EXPANSION_SLACK: the datasets' archives
+# hold images, PNG depth and .npy maps that expand a few times at most, a decompression bomb a thousand times.
+MAX_EXPANSION = 100
+EXPANSION_SLACK = 64 << 20
 
 
 @dataclass
@@ -101,9 +105,19 @@ def _inside(root: Path, path: Path) -> bool:
     return real == str(root) or real.startswith(str(root) + os.sep)
 
 
-def _write_members(archive: Path, members: list[_Member], root: Path) -> None:
-    """Write checked members under ``root``; re-check real paths (links extracted earlier) as we go."""
+def _write_members(archive: Path, members: list[_Member], root: Path, limit: int) -> None:
+    """Write checked members under ``root``; re-check real paths (links extracted earlier) as we go; stop
+    when more than ``limit`` bytes would be written (the sizes an archive declares are not trusted)."""
     root = Path(os.path.realpath(root))
+    written = 0
+
+    def spend(n: int) -> None:
+        nonlocal written
+        written += n
+        if written > limit:
+            raise FetchError(f"{archive} expands to more than {limit:,} bytes ({MAX_EXPANSION} x its size + "
+                             f"{EXPANSION_SLACK >> 20} MiB); refusing it as a decompression bomb (if it is genuine, "
+                             "raise mdeaux.data.extract.MAX_EXPANSION)")
     for m in members:
         if not m.rel:
             continue  # "./" itself
@@ -126,10 +140,13 @@ def _write_members(archive: Path, members: list[_Member], root: Path) -> None:
                 raise FetchError(
                     f"{archive}: hard link {m.name!r} -> {m.link!r} does not point to a file extracted earlier"
                 )
+            spend(source.stat().st_size)
             shutil.copyfile(source, dest)
         else:
             with m.open() as fin, open(dest, "wb") as fout:
-                shutil.copyfileobj(fin, fout, COPY_CHUNK)
+                while chunk := fin.read(COPY_CHUNK):
+                    spend(len(chunk))
+                    fout.write(chunk)
             os.chmod(dest, (m.mode | 0o600) & 0o755)
 
 
@@ -182,7 +199,7 @@ def safe_extract(archive: Path, target: Path) -> list[str]:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract.", dir=target.parent))
         try:
             try:
-                _write_members(archive, members, staging)
+                _write_members(archive, members, staging, MAX_EXPANSION * archive.stat().st_size + EXPANSION_SLACK)
             except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
                 raise FetchError(f"extracting {archive} failed: {err}") from None
             _merge_into(staging, target)

@@ -15,6 +15,7 @@ were cut keep their ``.part`` files in ``data/raw/.<ds>.downloads/`` and resume 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from mdeaux.data.download import (
 )
 from mdeaux.data.extract import safe_extract
 from mdeaux.data.fetch_error import FetchError
+
+log = logging.getLogger(__name__)
 
 PROFILES = ("mini", "paper")
 
@@ -120,6 +123,12 @@ def fetch_dataset(spec: DatasetSpec, raw_dir: Path, *, profile: str, mirror_dir:
     sums = read_sha256sums(mirror_dir) if profile == "mini" else {}
     # .part files of interrupted downloads live here between runs (resumed next time)
     downloads = raw_dir.parent / f".{raw_dir.name}.downloads"
+    # what a fetch killed while extracting left: the staging folder of raw_dir (atomic_dir), or the old
+    # raw_dir it was replacing (nothing else writes there while DVC runs this stage)
+    for stale in [*raw_dir.parent.glob(f".{raw_dir.name}.*.tmp"), raw_dir.parent / f".{raw_dir.name}.old"]:
+        if stale.is_dir():
+            log.info("%s: removing %s, left by an interrupted fetch", spec.name, stale)
+            shutil.rmtree(stale)
     records = []
     try:
         with atomic_dir(raw_dir) as tree:
