@@ -242,3 +242,19 @@ def test_bad_study_axes_are_refused():
     raw["studies"]["fig5_beta"]["alpha"] = [0.9]
     with pytest.raises(Exception, match="either `alpha` or `beta`"):
         parse(raw)
+
+
+def test_only_run_and_cohort_ids_of_the_store_form_are_accepted(tiny_world, tmp_path):
+    """Issue 13 #7: `run-one ../../x` read a config outside the store and wrote a run there."""
+    from conftest import clean_env, mdeaux
+
+    store = RunStore(tmp_path / "runs")
+    for bad in ("../../x", "0123456789abcdeg", "0123456789ABCDEF", "0123456789abcde"):
+        with pytest.raises(ValueError, match="is not a run id"):
+            store[bad]
+        with pytest.raises(ValueError, match="is not a cohort id"):
+            store.cohort(bad)
+    for command in ("run-one", "run-cohort"):
+        out = mdeaux([command, "../../x"], tiny_world, clean_env(MDEAUX_STORE=str(tmp_path)), check=False)
+        assert out.returncode == 1 and "'../../x' is not a" in out.stderr.strip().splitlines()[-1], out.stderr[-2000:]
+    assert not (tmp_path.parent / "x").exists()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 from test_prepare import make_ade, make_nyu, prep
 
 from mdeaux.data.datasets.registry import ADE20K, NYUV2
 from mdeaux.data.prepare import PreparedDataset
-from mdeaux.data.split import make_split, subset_size, write_splits
+from mdeaux.data.split import SplitFile, make_split, subset_size, write_splits
 
 TRAIN = [f"scene_{i // 10:02d}/rgb_{i:05d}" for i in range(100)]
 TEST = [f"test/{i}" for i in range(7)]
@@ -110,3 +111,11 @@ def test_subset_restricts_the_training_set_before_fractions(tmp_path):
     assert again["fractions"] == doc["fractions"]
     with pytest.raises(ValueError):
         write_splits({"nyuv2": fake}, tmp_path / "bad", [1.0], seed=3, subsets={"nyuv2": 1.5})
+
+
+def test_a_truncated_split_file_names_itself_and_the_fix(tmp_path):
+    """Issue 13 #8: a truncated split JSON said only "Expecting value: line 9 column 7"."""
+    path = tmp_path / "nyuv2.json"
+    path.write_text('{"dataset": "nyuv2", "fractions": {"1.0": ["a", "b"')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not a split file \(Expecting .*\); run `dvc repro split`"):
+        SplitFile(path)
