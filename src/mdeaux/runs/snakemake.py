@@ -52,8 +52,8 @@ def one_train(root: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"another `mdeaux train` (or `dvc repro`) is training in {root}; wait for it to finish "
-                             "(queued experiments run one after the other with `dvc queue start -j 1`)") from None
+            raise SystemExit(f"another `mdeaux train` (or `dvc repro`) is training in {root}: wait for it to finish, "
+                             "or stop it first") from None
         yield
 
 
