@@ -183,6 +183,26 @@ def test_study_parents_are_created_once_and_found_by_tag(paths):
     assert exp.artifact_location == paths.mlflow_artifacts.resolve().as_uri()
 
 
+def test_processes_creating_a_new_store_at_once_leave_a_complete_database(tmp_path):
+    """Two experiments sharing a new store open its mlflow.db at the same moment (CI failure of stop 18:
+    "table _alembic_tmp_latest_metrics already exists"). Without the lock in ``setup`` two of four
+    processes started together fail in MLflow's schema migration and leave the database half migrated."""
+    db, start = tmp_path / "mlflow.db", time.time() + 8  # every process has imported mlflow by then
+    code = ("import sys, time; from pathlib import Path; from mdeaux.runs import tracking\n"
+            "while time.time() < float(sys.argv[2]): time.sleep(0.001)\n"
+            "print(tracking.setup('sqlite:///' + sys.argv[1], 'mini', Path(sys.argv[1]).parent / 'mlartifacts'))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(start)], env=clean_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    out = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(err[-1500:] for _, err in out)
+    assert len({o.strip() for o, _ in out}) == 1  # one experiment
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "latest_metrics" in tables and not any(t.startswith("_alembic_tmp") for t in tables)
+
+
 def test_import_builds_a_complete_child_run_searchable_by_param_and_tag(paths, params):
     import mlflow
 

@@ -164,8 +164,16 @@ def setup(uri: str, profile: str, artifacts: Path | None = None) -> str:
 
     With a local store, artifacts go to ``artifacts`` (the store's ``mlartifacts/``); with a tracking
     server, the server decides (its ``--artifacts-destination``), since a compute node's local path
-    would mean nothing to it. A concurrent creation by another process is taken as success.
+    would mean nothing to it. A concurrent creation by another process is taken as success. A new SQLite
+    database is created under ``.mlflow.db.lock`` beside it: MLflow's schema migration is not safe
+    when two processes (two experiments sharing a store) open the same new file at once.
     """
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    with _locked(db.with_name(f".{db.name}.lock") if db is not None else None):
+        return _setup(uri, profile, artifacts)
+
+
+def _setup(uri: str, profile: str, artifacts: Path | None) -> str:
     from mlflow.exceptions import MlflowException
 
     client = _client(uri)
