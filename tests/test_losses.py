@@ -172,9 +172,37 @@ def test_mldc_probs_mode():
     assert mldc_loss(LOGITS, LABEL, average="probs").item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_mldc_sigmoid_mode_averages_per_pixel_sigmoids():
+    pix = [[1.0, 0.5, -2.0], [2.0, 0.5, 0.0], [0.0, 0.5, 3.0], [-1.0, 0.5, 3.0]]  # LOGITS per pixel (K = 3)
+    y = [sum(_sigmoid(p[c]) for p in pix) / 4 for c in range(3)]
+    expected = sum(_bce(yc, t) for yc, t in zip(y, [1, 0, 1])) / 3
+    assert mldc_loss(LOGITS, LABEL, average="sigmoid").item() == pytest.approx(expected, rel=1e-5)
+    # two classes present over the whole map: sigmoid averages can reach both targets, softmax ones cannot
+    both = torch.tensor([[[[20.0]], [[20.0]], [[-20.0]]]]).expand(1, 3, 2, 2)
+    label = torch.tensor([[[0, 1], [0, 1]]])
+    assert mldc_loss(both, label, average="sigmoid").item() < 1e-5
+    assert mldc_loss(both, label, average="probs").item() > 0.2
+
+
+@pytest.mark.parametrize("average", ["logits", "probs", "sigmoid"])
+def test_mldc_a_map_of_ignored_pixels_is_skipped_or_all_absent(average):
+    empty = torch.full((1, 2, 2), 255)
+    logits = torch.cat([LOGITS, torch.randn(1, 3, 2, 2)])
+    labels = torch.cat([LABEL, empty])
+    alone = mldc_loss(LOGITS, LABEL, average=average)
+    assert mldc_loss(logits, labels, average=average).item() == pytest.approx(alone.item(), rel=1e-6)  # skip
+    absent = mldc_loss(logits[1:], empty, average=average, ignored_only="absent")
+    both = mldc_loss(logits, labels, average=average, ignored_only="absent")
+    assert both.item() == pytest.approx((alone.item() + absent.item()) / 2, rel=1e-5) and absent.item() > 0
+    none = mldc_loss(logits[1:].requires_grad_(), empty, average=average)
+    assert none.item() == 0 and none.requires_grad  # every image skipped: a zero that keeps the graph
+
+
 def test_mldc_rejects_bad_mode():
     with pytest.raises(ValueError, match="average"):
         mldc_loss(LOGITS, LABEL, average="max")
+    with pytest.raises(ValueError, match="ignored_only"):
+        mldc_loss(LOGITS, LABEL, ignored_only="zero")
 
 
 # ---------------------------------------------------------------------------------------------- CE

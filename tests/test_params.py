@@ -52,7 +52,7 @@ def test_profile_values_resolve_recursively():
         (lambda r: r["augment"]["recipes"]["toolbox_nyu"].update(crop_size=[416]), r"augment\.nyuv2\.crop_size: List should have at least 2 items"),
         (lambda r: r["augment"]["ade20k"].update(rotate_prob=0.5), r"augment\.ade20k\.rotate_prob: unknown key"),
         (lambda r: r.update(profile="big"), r"profile: 'big' is not allowed; allowed: mini, paper"),
-        (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits' or 'probs'"),
+        (lambda r: r["train"].update(mldc_average="median"), r"train\.mldc_average: Input should be 'logits', 'probs' or 'sigmoid'"),
         (lambda r: r["split"].update(fractions=[0.5]), r"split\.fractions: must include 1\.0"),
         (lambda r: r["train"].update(warmup_iters={"mini": 500, "paper": 12800}), r"warmup_iters \(500\) must not exceed iterations \(36\)"),
         (lambda r: r["report"]["ours"].update(aux="mix7"), r"report\.ours\.aux \(mix7\): unknown dataset 'mix7'"),

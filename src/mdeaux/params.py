@@ -117,7 +117,8 @@ class Train(Strict):
     batch_size: PosInt
     eval_every: PosInt
     sigloss_warmup_iters: int = Field(ge=0)
-    mldc_average: Literal["logits", "probs"]
+    mldc_average: Literal["logits", "probs", "sigmoid"]
+    mldc_ignored_only: Literal["skip", "absent"]
     flip_tta: bool
     eval_max_images: PosInt | None
     periodic_eval_images: PosInt | None

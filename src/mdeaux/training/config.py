@@ -20,7 +20,8 @@ class RunTrain(Train):
     """params.yaml ``train`` as one run reads it: the task-only keys are None where its task does not
     read them (training/tasks.py)."""
 
-    mldc_average: Literal["logits", "probs"] | None = None
+    mldc_average: Literal["logits", "probs", "sigmoid"] | None = None
+    mldc_ignored_only: Literal["skip", "absent"] | None = None
     aux_draw: Literal["cycle", "random", "proportional"] | None = None
 
 

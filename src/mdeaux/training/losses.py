@@ -227,30 +227,46 @@ def mldc_loss(
     label: torch.Tensor,
     ignore_index: int = 255,
     average: str = "logits",
+    ignored_only: str = "skip",
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """Multi-label dense classification (paper §3): BCE between the spatial mean of the segmentation
     output and the multi-hot vector of the classes present in the label map; mean over batch and classes.
 
-    The paper does not say what is averaged (logits or probabilities; our default, docs/choices.md "MLDC"):
-    ``average="logits"`` (default) takes BCE-with-logits of the spatially averaged logits;
-    ``average="probs"`` averages the per-pixel softmax probabilities and takes BCE of them, clamped to
-    [eps, 1 - eps]. The mean runs over the head's output grid as is (no resize to the label size).
+    The paper does not say what is averaged (our default, docs/choices.md "MLDC"): ``average="logits"``
+    (default) takes BCE-with-logits of the spatially averaged logits; ``average="probs"`` averages the
+    per-pixel softmax probabilities, ``average="sigmoid"`` the per-pixel sigmoid probabilities, and takes
+    BCE of them, clamped to [eps, 1 - eps] (softmax probabilities sum to 1 at each pixel, so with several
+    classes present no average reaches the target of 1 for each; sigmoid ones can). The mean runs over
+    the head's output grid as is (no resize to the label size).
+
+    A label map with no valid pixel (``ignored_only``, paper silent): ``"skip"`` (default) leaves the
+    image out of the mean, as the single-label loss does (its classes are unknown, not absent; if every
+    image is left out the loss is a zero that keeps the graph); ``"absent"`` keeps it with an all-zero
+    target (every class absent).
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must be (B, K, h, w), got shape {tuple(logits.shape)}")
     if label.dim() != 3 or label.shape[0] != logits.shape[0]:
         raise ValueError(f"label must be (B, H, W) with B = {logits.shape[0]}, got shape {tuple(label.shape)}")
+    if ignored_only not in ("skip", "absent"):
+        raise ValueError(f"ignored_only must be 'skip' or 'absent', got {ignored_only!r}")
     target = multi_hot(label, logits.shape[1], ignore_index).to(logits.dtype)
+    if ignored_only == "skip":
+        keep = (label != ignore_index).flatten(1).any(dim=1)
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        logits, target = logits[keep], target[keep]
     if average == "logits":
         y = logits.mean(dim=(2, 3))
         return F.binary_cross_entropy_with_logits(y, target, reduction="mean")
-    if average == "probs":
+    if average in ("probs", "sigmoid"):
         if not 0 < eps < 0.5:
             raise ValueError(f"eps must be in (0, 0.5), got {eps}")
-        y = torch.softmax(logits, dim=1).mean(dim=(2, 3)).clamp(eps, 1 - eps)
+        per_pixel = torch.softmax(logits, dim=1) if average == "probs" else torch.sigmoid(logits)
+        y = per_pixel.mean(dim=(2, 3)).clamp(eps, 1 - eps)
         return F.binary_cross_entropy(y, target, reduction="mean")
-    raise ValueError(f"average must be 'logits' or 'probs', got {average!r}")
+    raise ValueError(f"average must be 'logits', 'probs' or 'sigmoid', got {average!r}")
 
 
 def dominant_class(

@@ -47,7 +47,8 @@ class Task:
 def _mldc(out, image, label, spec, train):
     from mdeaux.training.losses import mldc_loss
 
-    return mldc_loss(out, label, ignore_index=spec.ignore_index, average=train.mldc_average)
+    return mldc_loss(out, label, ignore_index=spec.ignore_index, average=train.mldc_average,
+                     ignored_only=train.mldc_ignored_only)
 
 
 def _segmentation(out, image, label, spec, train):
@@ -72,7 +73,7 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         # paper §3: multi-label dense classification, BCE on the classes present in the crop (Table 3 "Classification")
-        Task("mldc", "classes", _mldc, Display("Classification (MLDC)", "#1f77b4", "s"), train_keys=("mldc_average",)),
+        Task("mldc", "classes", _mldc, Display("Classification (MLDC)", "#1f77b4", "s"), train_keys=("mldc_average", "mldc_ignored_only")),
         # paper §3: semantic segmentation, per-pixel cross-entropy
         Task("segmentation", "classes", _segmentation, Display("Segmentation", "#2ca02c", "^")),
         # paper §3: image reconstruction, MSE against the normalised input image
