@@ -431,3 +431,22 @@ def test_dataset_view_resizes_rgb_bilinear_and_depth_nearest_then_kb_crops():
     assert np.array_equal(k_img, kitti[375 - 352 :, 13 : 13 + 1216])  # bottom rows, centred columns
     same_img, same_depth = dataset_view(img, depth)
     assert same_img is img and same_depth is depth
+
+
+def test_sunrgbd_as_paper_and_as_dinov2_feeds_it():
+    """augment.sunrgbd.resize_to is (h, w): [480, 640] (paper §4, the default) gives a landscape 480x640
+    view that NYUCrop then crops; DINOv2's Resize(img_scale=(480, 640), keep_ratio=False) gives mmcv's
+    (w, h), a portrait 640x480 view (docs/choices.md), which needs nyu_crop: false and a crop that fits
+    (the toolbox's RandomCrop clips 416x544 to 416x480; ours asks for it, as for Taskonomy)."""
+    sun = RECIPES["sunrgbd"]
+    assert sun.resize_to == [480, 640] and sun.nyu_crop
+    img, depth = _positional(530, 730), np.full((530, 730), 2.0, np.float32)  # a SUN RGB-D Kinect v2 frame
+    out_img, out_depth = D.DepthTrainTransform(sun)(img, depth, np.random.default_rng(0))
+    assert out_img.shape == (416, 544, 3) and out_depth.shape == (416, 544)
+    portrait = sun.model_copy(update={"resize_to": [640, 480], "nyu_crop": False, "crop_size": [416, 480]})
+    view, _ = D.dataset_view(img, depth, resize_to=portrait.resize_to)
+    assert view.shape == (640, 480, 3)
+    out_img, _ = D.DepthTrainTransform(portrait)(img, depth, np.random.default_rng(0))
+    assert out_img.shape == (416, 480, 3)
+    with pytest.raises(ValueError, match="nyu_crop needs an image of at least 472x608"):
+        D.DepthTrainTransform(sun.model_copy(update={"resize_to": [640, 480]}))(img, depth, np.random.default_rng(0))
