@@ -84,13 +84,43 @@ def test_decoder_structure_follows_dinov2():
 
 
 def test_conv_module_init_is_kaiming_fan_out():
+    """mmcv ConvModule.init_weights: kaiming_init(mode="fan_out", nonlinearity="relu", distribution="normal").
+    A 16 -> 64 conv tells fan_out (64 x 9: std 0.059) from fan_in (16 x 9: std 0.118), and its largest
+    weight tells a normal draw (about 4 std over 9,216 weights) from a uniform one (at most sqrt(3) std)."""
     torch.manual_seed(0)
-    decoder = DPTDecoder(64, channels=64)
-    w = decoder.convs[3].conv.weight  # 64 -> 64, 3x3: std sqrt(2 / fan_out)
-    assert w.std().item() == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.1)
+    decoder = DPTDecoder(64, (16, 32, 64, 128), channels=64)
+    w = decoder.convs[0].conv.weight
+    assert tuple(w.shape) == (64, 16, 3, 3)
+    std = math.sqrt(2 / (64 * 9))
+    assert w.std().item() == pytest.approx(std, rel=0.03)
+    assert w.abs().max().item() > 3 * std
     assert torch.all(decoder.project.conv.bias == 0)
     linear = decoder.reassemble_blocks.readout_projects[0][0]  # PyTorch default init
     assert linear.weight.abs().max().item() <= 1 / math.sqrt(128)
+
+
+def test_readouts_combine_each_token_with_the_cls_token_as_dinov2_does():
+    """dinov2 ReassembleBlocks: "project" feeds GELU(Linear([token, cls])) to the level's projection,
+    "add" token + cls, "ignore" the token alone. Each is checked against the "ignore" decoder (same
+    weights) fed with the tokens combined here by hand."""
+    torch.manual_seed(0)
+    feats = [(torch.randn(2, 32, 4, 6), torch.randn(2, 32)) for _ in range(4)]
+    ignore = DPTDecoder(32, channels=8, readout_type="ignore").eval()
+    add = DPTDecoder(32, channels=8, readout_type="add").eval()
+    add.load_state_dict(ignore.state_dict())
+    project = DPTDecoder(32, channels=8, readout_type="project").eval()
+    project.load_state_dict(ignore.state_dict(), strict=False)
+    with torch.no_grad():
+        by_hand = [(x + cls[:, :, None, None], cls) for x, cls in feats]
+        torch.testing.assert_close(add(feats), ignore(by_hand), rtol=0, atol=0)
+        by_hand = []
+        for i, (x, cls) in enumerate(feats):
+            linear = project.reassemble_blocks.readout_projects[i][0]
+            tokens = torch.cat((x, cls[:, :, None, None].expand_as(x)), 1).permute(0, 2, 3, 1)  # (B, h, w, 2C)
+            by_hand.append((F.gelu(tokens @ linear.weight.T + linear.bias).permute(0, 3, 1, 2), cls))
+        torch.testing.assert_close(project(feats), ignore(by_hand), rtol=1e-5, atol=1e-6)
+        other_cls = [(x, torch.randn_like(cls)) for x, cls in feats]
+        assert torch.equal(ignore(feats), ignore(other_cls)) and not torch.allclose(project(feats), project(other_cls))
 
 
 def test_decoder_shapes_and_readouts():
