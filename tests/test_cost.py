@@ -60,6 +60,7 @@ def test_cost_needs_no_data_and_counts_the_published_test_sizes(tmp_path):
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "498000 test images" in rows["taskonomy"] and "19200 test images" in rows["matterport3d"], out
     total = next(line for line in out.splitlines() if line.startswith("all studies"))
+    assert total.split()[2:4] == ["1012", "800"], total  # README: the paper profile, 800 runs for 1,012 study cells
     solo, grouped, ratio = float(total.split()[5]), float(total.split()[9]), float(total.split()[-1])
     assert grouped < solo and ratio == pytest.approx(grouped / solo, abs=0.006)
     assert "missing runs" not in out  # nothing can be planned against data yet
@@ -71,3 +72,14 @@ def test_paper_test_sizes_cover_every_depth_dataset():
     with pytest.raises(ValueError, match="part of eval_image_seconds"):
         Cost(**{**C.model_dump(), "eval_backbone_seconds": 0.05})
 
+
+
+def test_the_mini_grid_has_the_run_and_cell_counts_the_readme_states(tmp_path):
+    project = tmp_path / "fresh"
+    project.mkdir()
+    shutil.copy2(ROOT / "dvc.yaml", project / "dvc.yaml")
+    shutil.copy2(ROOT / "params.yaml", project / "params.yaml")
+    out = mdeaux(["runs", "--cost"], project, clean_env(MDEAUX_STORE=str(tmp_path / "store"))).stdout
+    assert "37 run(s) planned (mini profile)" in out, out
+    total = next(line for line in out.splitlines() if line.startswith("all studies"))
+    assert total.split()[2:4] == ["48", "37"], total  # README: 37 runs for 48 study cells

@@ -387,3 +387,26 @@ def test_task_only_settings_do_not_reach_other_tasks():
     assert seg.train.aux_draw == mldc.train.aux_draw == "cycle"  # every auxiliary task reads aux_draw
     base, _, _, _ = setup(task="baseline")
     assert base.train.aux_draw is None and base.train.mldc_average is None
+
+
+class _Planted:
+    """Unpickling this runs code: what a checkpoint read with weights_only=False would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_is_read_as_weights_only_and_code_in_it_never_runs(tmp_path):
+    from mdeaux.training.checkpoint import load_checkpoint
+
+    cfg, model, opt_depth, opt_aux = setup()
+    marker, path = tmp_path / "code-ran", tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "run_id": "r", "model": {}, "planted": _Planted(marker)}, path)
+    with pytest.raises(RuntimeError, match="not a checkpoint written by mdeaux.*delete it to restart run r from scratch"):
+        load_checkpoint(path, model, opt_depth, opt_aux, "r")
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the same file read without the guard runs the planted code
+    assert marker.exists()

@@ -9,6 +9,7 @@ containers only).
 
 from __future__ import annotations
 
+import pickle
 import signal
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def load_checkpoint(path: Path, model, opt_depth, opt_aux, run_id: str) -> dict:
     """Restore a checkpoint in place (``weights_only=True``: tensors and plain containers only)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's own text advises weights_only=False: not for a file in our store
+        raise RuntimeError(f"{path}: not a checkpoint written by mdeaux: it holds objects other than tensors and plain "
+                           f"containers, so it is not loaded (that could run code); delete it to restart run {run_id} "
+                           f"from scratch") from err
     except Exception as err:
         raise RuntimeError(f"{path}: cannot read the checkpoint ({err}); delete it to restart run {run_id} from scratch") from err
     if state.get("format") != CHECKPOINT_FORMAT or state.get("run_id") != run_id:
