@@ -119,7 +119,7 @@ import numpy as np  # noqa: E402
 from mdeaux.data.datasets.registry import NYUV2  # noqa: E402
 from mdeaux.training.evaluate import Best, evaluate  # noqa: E402
 from mdeaux.training.scheme import decoder_lrs  # noqa: E402
-from mdeaux.training.stream import AuxStream, SampleSource, StepData, aux_plan  # noqa: E402
+from mdeaux.training.stream import AuxStream, SampleSource, StepData, aux_plan, step_loader  # noqa: E402
 
 NYU_AUG = parse(copy.deepcopy(RAW)).augment["nyuv2"]  # no resize, no KB crop
 
@@ -243,6 +243,33 @@ def test_sources_are_seeded_and_visit_every_sample_each_epoch():
     assert ids_of(source().batch(range(3, 5))) == first[3:5]
     with pytest.raises(ValueError, match="no training samples"):
         SampleSource(IdData(), [], "depth", ident, 0, "nyuv2")
+
+
+def noisy_image(img, target, rng):
+    """An augmentation that draws from the sample's generator (module level: loader workers pickle it)."""
+    return (img + rng.integers(0, 50, img.shape)).astype(np.uint8), target + rng.random()
+
+
+def test_any_number_of_loader_workers_gives_the_same_batches():
+    """runner.loader_workers: 0, 1 or 2 background processes (and a loader started at a resumed step) give
+    the same depth and auxiliary batches, augmentation draws included."""
+    def batches(workers, start=0):
+        depth = SampleSource(IdData(), [str(i) for i in range(5)], "depth", noisy_image, 0, "nyuv2")
+        sources = {name: SampleSource(IdData(), [str(i) for i in range(3)], "segmentation", noisy_image, 0, name)
+                   for name in ("ade20k", "voc")}
+        plan = aux_plan(list(sources), [3, 3], 8, "cycle", 0)
+        data = StepData(depth, [AuxStream(sources, plan)], batch_size=2)
+        return [(b["step"], b["depth"], b["aux"]) for b in step_loader(data, start, 8, workers)]
+
+    def flat(items):
+        out = []
+        for step, depth, aux in items:
+            out += [torch.tensor(step), *depth] + [t for name, pair in aux for t in (torch.tensor(len(name)), *pair)]
+        return out
+
+    alone = flat(batches(0))
+    for got in (flat(batches(1)), flat(batches(2)), flat(batches(0)[:3]) + flat(batches(2, start=3))):
+        assert len(got) == len(alone) and all(torch.equal(a, b) for a, b in zip(alone, got))
 
 
 def test_augmentation_draws_depend_only_on_the_sample_number():
