@@ -444,3 +444,30 @@ def test_slc_loss_all_skipped_is_zero_with_graph():
     assert torch.all(logits.grad == 0)
     with pytest.raises(ValueError, match="\\(B, H, W\\)"):
         slc_loss(logits, torch.zeros(3, 2, 2, dtype=torch.long))
+
+
+def test_depth_loss_follows_train_grad_loss_and_its_weight():
+    """train.grad_loss picks DINOv2's GradientLoss (`dinov2`: batch and channel axes, zero at batch 2),
+    the spatial one, or none; train.grad_loss_weight scales it; SigLoss is always there."""
+    from types import SimpleNamespace
+
+    from mdeaux.training.losses import DepthLoss, GradientLoss, SigLoss
+
+    torch.manual_seed(0)
+    gt = torch.rand(3, 1, 16, 16) * 4 + 0.5
+    pred = gt * (1 + 0.3 * torch.randn_like(gt)).clamp(min=0.2)
+    sig = SigLoss(warm_up=False)(pred, gt, it=10).item()
+    spatial = GradientLoss(mode="spatial", loss_weight=1.0)(pred, gt).item()
+    across = GradientLoss(mode="dinov2", loss_weight=1.0)(pred, gt).item()
+    assert spatial > 0 and across > 0 and spatial != pytest.approx(across)
+
+    def loss(mode, weight=0.5, batch=3):
+        train = SimpleNamespace(sigloss_warmup_iters=0, grad_loss=mode, grad_loss_weight=weight)
+        return DepthLoss(train)(pred[:batch], gt[:batch], 10).item()
+
+    assert loss("none") == pytest.approx(sig, rel=1e-6)
+    assert loss("spatial") == pytest.approx(sig + 0.5 * spatial, rel=1e-6)
+    assert loss("spatial", weight=0.25) == pytest.approx(sig + 0.25 * spatial, rel=1e-6)
+    assert loss("dinov2") == pytest.approx(sig + 0.5 * across, rel=1e-6)
+    two = SigLoss(warm_up=False)(pred[:2], gt[:2], it=10).item()
+    assert loss("dinov2", batch=2) == pytest.approx(two, rel=1e-6)  # DINOv2's indexing: zero at batch 2
