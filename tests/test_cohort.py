@@ -154,6 +154,29 @@ def test_form_groups_by_batches_splits_evenly_and_keeps_aux_settings_together():
         CohortSettings(max_runs=16, memory_gb=8, backbone_memory_gb=7, run_memory_gb=6).cap  # noqa: B018
 
 
+def test_predictions_hold_the_first_test_images_their_ground_truth_and_a_prediction_each(tiny_world, alone):
+    """runs/<id>/predictions.npz (runner.save_predictions = 2): the first two test ids, each image as the
+    model viewed it, its ground truth (float16) and the final model's flip-TTA prediction at the ground
+    truth's size (float16), from which the qualitative figures are drawn."""
+    from mdeaux.data.prepare import PreparedDataset
+    from mdeaux.data.split import SplitFile
+
+    data = PreparedDataset(tiny_world / "data" / "prepared" / "nyuv2")
+    ids = SplitFile(tiny_world / "data" / "splits" / "nyuv2.json").test[:2]
+    for run_id, result in alone.items():
+        shown = result["predictions"]
+        assert set(shown) == {"ids", "image_0", "gt_0", "pred_0", "image_1", "gt_1", "pred_1"}, run_id
+        assert shown["ids"] == np.array(ids).tobytes()
+        for i, sample_id in enumerate(ids):
+            sample = data.decode(sample_id)
+            assert shown[f"image_{i}"] == sample["image"].tobytes()  # NYUv2: no resize, no crop before the model
+            assert shown[f"gt_{i}"] == sample["depth"].astype(np.float16).tobytes()
+            pred = np.frombuffer(shown[f"pred_{i}"], np.float16)
+            assert pred.size == sample["depth"].size and np.isfinite(pred).all() and pred.min() >= np.float16(0.001)
+    preds = [result["predictions"]["pred_0"] for result in alone.values()]
+    assert len(set(preds)) == len(preds)  # each run its own model's prediction
+
+
 def test_a_large_test_split_is_scored_on_a_subset_then_in_full(tiny_world, alone, tmp_path, monkeypatch):
     from mdeaux.paths import Paths
     from mdeaux.runs.plan import load_run
@@ -186,3 +209,13 @@ def test_a_large_test_split_is_scored_on_a_subset_then_in_full(tiny_world, alone
         assert m["best"] == m["final"]
     else:  # the snapshot of step 6 scored on the whole split: as the run alone scored it at step 6
         assert m["best"] == {k: float(v) for k, v in full[0].items() if k != "step"}
+
+    # train.eval_max_images: every evaluation scores only the first N test images of the split
+    cfg = run.config.model_copy(update={"train": run.config.train.model_copy(update={"eval_max_images": 2})})
+    torch.set_num_threads(1)
+    try:
+        two = train_run(cfg, run_id, paths, tmp_path / "checkpoint-2.pt", progress=False).metrics
+    finally:
+        torch.set_num_threads(threads)
+    assert two["test_images"] == 2 and "periodic" not in two
+    assert two["final"] != alone[run_id]["final"]  # same training, scored on 2 of the 3 images
