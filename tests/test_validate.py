@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import yaml
 from test_prepare import H, W, depth_mm, make_ade, make_nyu, prep
@@ -218,3 +219,25 @@ def test_negative_depth_with_mask_1_reaches_the_negative_depth_check():
     mask = np.ones((4, 5), np.float32)
     stats = _depth_stats(DIODE_INDOOR, decode_diode_depth(pack_diode_depth(npy(depth), npy(mask))))
     assert stats["depth_min"] == -5.0 and stats["depth_max"] == 3.0
+
+
+def test_non_finite_depth_is_counted_and_fails_validation_naming_the_sample(tmp_path):
+    """A decoder that yields nan or inf (a float depth format such as DIODE's .npy): prepare records it
+    (depth_finite False, the statistics over the finite readings), and validation fails naming the sample."""
+    import pyarrow.parquet as pq
+
+    from mdeaux.data.prepare import _depth_stats
+
+    depth = np.full((4, 5), 3.0, np.float32)
+    depth[0, 0], depth[0, 1] = np.nan, np.inf
+    stats = _depth_stats(NYUV2, depth)
+    assert stats["depth_finite"] is False and (stats["depth_min"], stats["depth_max"]) == (3.0, 3.0)
+    bad = "kitchen_0001a/rgb_00002"
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    table = pq.read_table(tmp_path / "prep" / "stats.parquet").to_pandas()
+    table.loc[table["id"] == bad, "depth_finite"] = False  # what prepare writes for such a map
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp_path / "prep" / "stats.parquet")
+    with pytest.raises(ValidationError, match=rf"have non-finite depth values: {bad}"):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
+    assert set(_failed(_report(tmp_path / "report")[0])) == {"depth_finite"}
