@@ -137,7 +137,8 @@ def test_kitti_writer_writes_every_spec_archive(kitti):
 def test_kitti_reader_splits_drop_none_and_decode(kitti):
     _, raw = kitti
     test_lines = (raw / "kitti_eigen_test.txt").read_text().splitlines()
-    assert sum(line.split()[1] == "None" for line in test_lines) >= 1
+    dropped = sum(line.split()[1] == "None" for line in test_lines)
+    assert dropped >= 1 and len(test_lines) - dropped == KITTI_COUNTS["test"]  # the real list: 697 - 45 = 652
     samples = list(L.read_kitti(raw))
     assert [s.split for s in samples] == ["train"] * KITTI_COUNTS["train"] + ["test"] * KITTI_COUNTS["test"]
     assert len({s.id for s in samples}) == len(samples)
