@@ -437,3 +437,30 @@ def test_a_checkpoint_is_read_as_weights_only_and_code_in_it_never_runs(tmp_path
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the same file read without the guard runs the planted code
     assert marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator:UserWarning")
+def test_the_gpu_switches_reach_the_step_and_keep_the_cpu_numbers():
+    """train.precision bf16 reaches the forward passes (autocast: the step's losses move by bf16 rounding
+    only); the fused AdamW kernel (used on CUDA) makes the same update as the default one; a pinned loader
+    (runner device cuda) gives the same batches. TF32 and torch.compile act on CUDA only (README)."""
+    cfg, *_ = setup(alpha=0.9, warmup_iters=0)
+    fp32 = trainer_step(cfg, 0)
+    bf16 = trainer_step(cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "bf16"})}), 0)
+    for key in ("loss_depth", "loss_aux"):
+        assert bf16[key] != fp32[key] and bf16[key] == pytest.approx(fp32[key], rel=0.05), key
+
+    after = []
+    for fused in (False, True):
+        _, model, opt_depth, opt_aux = setup(alpha=0.9, warmup_iters=0)
+        optimizers = build_optimizers(model, cfg, fused=fused)
+        assert all(group["fused"] is (True if fused else None) for group in optimizers[0].param_groups)
+        torch.manual_seed(1)
+        x = torch.rand(2, 3, 28, 28)
+        update(optimizers[0], model.depth(x).mean(), 35.0, "depth", 0)
+        after.append([p.detach().clone() for p in model.decoder.parameters()])
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-7) for a, b in zip(*after))
+
+    depth = SampleSource(IdData(), [str(i) for i in range(4)], "depth", noisy_image, 0, "nyuv2")
+    plain, pinned = (list(step_loader(StepData(depth, [], batch_size=2), 0, 3, 0, pin=pin)) for pin in (False, True))
+    assert all(torch.equal(a, b) for p, q in zip(plain, pinned) for a, b in zip(p["depth"], q["depth"]))
