@@ -13,7 +13,7 @@ UI_URL := $(shell sed -n 's/^ *mlflow_ui: *\([^ #]*\).*/\1/p' params.yaml)
 TORCH_INDEX ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test smoke ui push pull lock clean
+.PHONY: help install repro test smoke mutate ui push pull lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v url="$(UI_URL)" \
@@ -42,6 +42,10 @@ TEST_WORKERS ?= 2
 
 test: install ## run the test suite (TEST_WORKERS=2 processes)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+mutate: install ## mutation testing of the modules that decide the numbers (slow; MODULE=src/mdeaux/...py for one)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,mutation]'
+	tools/mutate $(MODULE)
 
 ui: install ## MLflow UI on $(UI_URL) (params.yaml report.mlflow_ui, where reports/ link) for the runs in mlflow.db
 	mdeaux ui
