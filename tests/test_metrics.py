@@ -113,3 +113,39 @@ def test_is_better():
     assert not is_better("rmse", math.nan, 0.3)
     with pytest.raises(ValueError, match="unknown metric"):
         is_better("psnr", 1.0, 2.0)
+
+
+# found by mutation testing (make mutate; docs/mutation.md): inputs that tell the surviving mutants apart
+def test_silog_that_rounds_to_nan_is_zero():
+    gt = np.array([1.0, 2.0, 4.0])
+    err = np.log(gt * 1.5) - np.log(gt)  # the same log error everywhere: its variance rounds below zero here
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.sqrt(np.mean(err**2) - np.mean(err) ** 2))
+    assert depth_metrics(gt, gt * 1.5)["silog"] == 0.0  # toolbox calculate: if np.isnan(silog): silog = 0
+
+
+def test_a3_counts_only_ratios_below_its_threshold():
+    m = depth_metrics(np.ones(4), np.array([1.25, 1.25**2, 1.25**3, 3.0]))
+    assert (m["a1"], m["a2"], m["a3"]) == (0.0, 0.25, 0.5)
+
+
+def test_bad_vectors_and_maps_are_refused():
+    for gt, pred in ((np.ones(3), np.ones(2)), (np.ones(2), np.ones(3)), (np.ones((2, 2)), np.ones((2, 2))),
+                     (np.float64(1.0), np.float64(1.0))):
+        with pytest.raises(ValueError, match="1-D vectors of equal length"):
+            depth_metrics(gt, pred)
+    with pytest.raises(ValueError, match="pred must be finite and > 0"):
+        depth_metrics(np.ones(2), np.array([1.0, -1.0]))
+    for gt, pred in ((np.ones((4, 5)), np.ones((4, 4))), (np.ones((4, 4)), np.ones((4, 5))),
+                     (np.ones((2, 4, 4)), np.ones((2, 4, 4)))):
+        with pytest.raises(ValueError, match="maps of equal size"):
+            evaluate_depth(gt, pred, NYUV2)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="depth range"):
+        evaluate_depth(np.ones((4, 4)), np.ones((4, 4)), replace(NYUV2, max_depth=None))
+
+
+def test_a_tie_or_a_missing_value_is_no_improvement():
+    assert not is_better("a1", 0.8, 0.8) and not is_better("abs_rel", 0.2, 0.2)
+    assert not is_better("rmse", None, 0.3)
