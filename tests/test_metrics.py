@@ -137,7 +137,7 @@ def test_bad_vectors_and_maps_are_refused():
     with pytest.raises(ValueError, match="pred must be finite and > 0"):
         depth_metrics(np.ones(2), np.array([1.0, -1.0]))
     for gt, pred in ((np.ones((4, 5)), np.ones((4, 4))), (np.ones((4, 4)), np.ones((4, 5))),
-                     (np.ones((2, 4, 4)), np.ones((2, 4, 4)))):
+                     (np.ones((2, 4, 4)), np.ones((2, 4, 4))), (np.ones(4), np.ones(4))):
         with pytest.raises(ValueError, match="maps of equal size"):
             evaluate_depth(gt, pred, NYUV2)
     from dataclasses import replace
