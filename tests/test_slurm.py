@@ -22,7 +22,6 @@ import yaml
 from conftest import ROOT, clean_env, mdeaux
 from test_snakemake import project
 
-# 60 steps, about 40 s of training here: longer than a job of the time-limit test lives before its signal
 TRAIN = {"iterations": {"mini": 60}, "checkpoint_every": {"mini": 3}, "eval_every": {"mini": 30}}
 SLURM = {"gpus": 0, "cpus_per_task": 1, "mem_mb": 1500, "runtime_min": 20, "requeue": True, "signal_seconds": 30}
 
@@ -69,6 +68,22 @@ def slurm_project(tiny_world, where: Path, slurm: dict | None = None, **settings
                    "slurm-keep-successful-logs": True, "latency-wait": 5, **settings})
     (profile / "config.yaml").write_text(yaml.safe_dump(config))
     return root, profile, clean_env(MDEAUX_STORE=str(where / "store"))
+
+
+# For the time-limit test: a SLURM job that starts without the run's checkpoint sleeps STEP_SLEEP s per
+# training step (a sitecustomize on the job's PYTHONPATH), so its 60 steps outlive a one-minute job on any
+# machine (a CI run once finished them in one job, before the signal); a job that resumes runs at full speed.
+STEP_SLEEP = 1.2
+SLOW_STEPS = f"""
+import os, sys, time
+if "run-cohort" in sys.argv and not os.path.exists(os.environ["SLOW_WITHOUT"]):
+    from mdeaux.training import scheme
+    step_on = scheme.Trainer.step_on
+    def slow(self, *args, **kwargs):
+        time.sleep({STEP_SLEEP})
+        return step_on(self, *args, **kwargs)
+    scheme.Trainer.step_on = slow
+"""
 
 
 def train(root: Path, profile: Path, env: dict) -> subprocess.Popen:
@@ -131,13 +146,19 @@ def test_a_job_at_its_time_limit_checkpoints_and_finishes_after_resubmission(tin
     for the short limit: a signal that comes while a job is still starting up stops it before it trains)."""
     run_id, expected = reference
     root, profile, env = slurm_project(tiny_world, tmp_path, {"runtime_min": 1, "signal_seconds": 10}, retries=6)
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_STEPS)
+    run = Path(env["MDEAUX_STORE"]) / "runs" / run_id
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(slow), env.get("PYTHONPATH")])),
+               SLOW_WITHOUT=str(run / "checkpoint.pt"))
+    assert TRAIN["iterations"]["mini"] * STEP_SLEEP > 60
     rc, out = finish(train(root, profile, env), timeout=900)
     assert rc == 0, out[-5000:]
     logs = job_logs(root)
     assert len(logs) >= 2, [p.name for p in logs]
     first = job(logs[0].stem)
     assert first["TimeLimit"] == "00:01:00" and first["JobState"] in ("FAILED", "TIMEOUT"), first
-    run = Path(env["MDEAUX_STORE"]) / "runs" / run_id
     assert "resuming from" in (run / "train.log").read_text()
     assert numbers(run) == expected
 
