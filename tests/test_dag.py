@@ -129,6 +129,12 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     nyu = next(r for r in rows if r[0] == "NYUv2")
     assert nyu[header.index("DINOv2 (ours)")].strip("*_") == f"{ours:.0f}" and "not comparable" in table
     assert metrics["table3"]["rows"]["nyuv2"]["baseline_abs_rel_x1e4"] == pytest.approx(ours, abs=0.005)  # 2 decimals
+    # beside it the reference predictor (the reference stage), and the learning check over every run
+    reference = json.loads((dest / "results/reference.json").read_text())
+    assert nyu[header.index("Constant (median depth)")] == f"{reference['nyuv2']['metrics']['abs_rel'] * 1e4:.0f}"
+    below = yaml.safe_load((dest / "params.yaml").read_text())["report"]["learned_below"]
+    assert metrics["not_learned"] == sorted(r["label"] for r in train["runs"] if r["metrics"]["best"]["abs_rel"]
+                                            >= below * reference[r["config"]["depth_dataset"]]["metrics"]["abs_rel"])
     if browser.required():  # every table, figure and link of the real DAG's page (tests/test_report.py also)
         found = browser.check_index(dest / "reports", dest.parent / "index.png")
         assert len(found["images"]) == 6 and all(w > 100 for _, w, _ in found["images"])

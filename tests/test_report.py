@@ -77,11 +77,12 @@ def test_table_cells_marks_gain_and_paper_distance():
     md = t.to_markdown()
     nyu = next(line for line in md.splitlines() if line.startswith("| NYUv2"))
     cells = [c.strip() for c in nyu.strip("|").split("|")]
-    # dataset | base ours | base paper | cls ours | cls paper | seg ours | seg paper | gain ours | gain paper
-    assert cells[1] == "810 ± 10" and cells[3] == "**705 ± 5**" and cells[5] == "*755 ± 5*"
-    assert cells[2] == f"800 ± 10 (+{10 / math.hypot(10, 10):.1f} SE)"
-    assert cells[4] == f"700 ± 5 (+{5 / math.hypot(5, 5):.1f} SE)" and cells[6] == "–"
-    assert cells[7] == "13.0" and cells[8] == "12.5"
+    # dataset | constant | base ours | base paper | cls ours | cls paper | seg ours | seg paper | gain ours | gain paper
+    assert cells[1] == "–"  # no reference predictor given
+    assert cells[2] == "810 ± 10" and cells[4] == "**705 ± 5**" and cells[6] == "*755 ± 5*"
+    assert cells[3] == f"800 ± 10 (+{10 / math.hypot(10, 10):.1f} SE)"
+    assert cells[5] == f"700 ± 5 (+{5 / math.hypot(5, 5):.1f} SE)" and cells[7] == "–"
+    assert cells[8] == "13.0" and cells[9] == "12.5"
     kitti = next(line for line in md.splitlines() if line.startswith("| KITTI"))
     assert "**600**" in kitti and "*620*" in kitti and "| -3.3 |" in kitti  # one seed: no ± part
 
@@ -94,6 +95,35 @@ def test_table_cells_marks_gain_and_paper_distance():
     tex = t.to_latex()
     assert r"\textbf{705 $\pm$ 5}" in tex and r"\textit{755 $\pm$ 5}" in tex and r"Gain \% (ours)" in tex
     assert "±" not in tex and "–" not in tex
+
+
+def test_the_reference_predictor_and_runs_that_did_not_beat_it_are_shown():
+    """Each row shows its dataset's constant predictor (AbsRel x 1e4), and a cell with a run whose best
+    AbsRel is not below learned_below x that is marked, in every format and in metrics.json."""
+    every = {m: 0.2 for m in tables.METRICS if m != "abs_rel"}
+    runs = [entry("nyuv2", "baseline", s, v, **every) for s, v in enumerate((0.0800, 0.0950))]  # s1: 0.095 >= 0.9 x 0.1
+    runs += [entry("nyuv2", "mldc", s, v) for s, v in enumerate((0.0700, 0.0710))]
+    runs += [entry("kitti", "baseline", 0, 0.0600)]
+    reference = {"nyuv2": {"metrics": dict.fromkeys(tables.METRICS, 0.5) | {"abs_rel": 0.1}},
+                 "kitti": {"metrics": dict.fromkeys(tables.METRICS, 0.4) | {"abs_rel": 0.0666}}}
+    t = tables.build(runs, "t", "Table T", "mini", ["nyuv2", "kitti"], ["baseline", "mldc"], PAPER,
+                     {"nyuv2": "NYUv2", "kitti": "KITTI"}, reference=reference, learned_below=0.9)
+    assert [r["label"] for r in t.not_learned("nyuv2", "baseline")] == ["nyuv2/baseline/s1"]
+    assert t.not_learned("nyuv2", "mldc") == [] and t.not_learned("kitti", "baseline") != []  # 0.06 = 0.9 x 0.0666 is not below
+    md = t.to_markdown()
+    nyu = [c.strip() for c in next(x for x in md.splitlines() if x.startswith("| NYUv2")).strip("|").split("|")]
+    assert nyu[1] == "1000" and nyu[2] == f"*875 ± 75*{tables.NOT_LEARNED}" and nyu[4] == "**705 ± 5**"
+    assert "0.9 x that" in md and r"\textit{875 $\pm$ 75}$^\dagger$" in t.to_latex()
+    assert f"{tables.NOT_LEARNED}" in t.to_html(lambda run: None)
+    m = t.metrics()["rows"]
+    assert m["nyuv2"]["constant_abs_rel_x1e4"] == 1000.0 and m["nyuv2"]["baseline_not_learned"] == 1
+    assert "mldc_not_learned" not in m["nyuv2"] and m["kitti"]["baseline_not_learned"] == 1
+    companion = tables.MetricsTable(tables.build(runs[:1], "t", "T", "mini", ["nyuv2"], ["baseline"], PAPER,
+                                                 {"nyuv2": "NYUv2"}, reference=reference)).to_markdown()
+    assert "| NYUv2 | Constant (median depth) | – | 0.5 | 0.5 | 0.5 | 0.1 | 0.5 |" in companion
+    with pytest.raises(KeyError, match=r"no reference predictor for 'kitti' \(run kitti/baseline/s0\)"):
+        tables.build(runs, "t", "T", "mini", ["nyuv2", "kitti"], ["baseline"], PAPER, {},
+                     reference={"nyuv2": reference["nyuv2"]}).to_markdown()
 
 
 def test_one_bold_mark_only_where_the_paper_marks_one():
@@ -157,11 +187,16 @@ def project(tmp_path_factory):
         runs[key]["studies"].append(study)
     (root / "results").mkdir()
     (root / "results" / "train.json").write_text(json.dumps({"runs": list(runs.values())}))
+    # reference predictors: far above every run, except DIODE Outdoor's, which the baselines (~0.10) do not beat
+    depths = {r["config"]["depth_dataset"] for r in runs.values()}
+    reference = {d: {"median_depth": 3.0, "train_images": 10, "test_images": 4,
+                     "metrics": {m: 0.1 if d == "diode_outdoor" else 0.3 for m in tables.METRICS}} for d in depths}
+    (root / "results" / "reference.json").write_text(json.dumps(reference))
     (root / "reports" / "validation" / "nyuv2").mkdir(parents=True)
     (root / "reports" / "validation" / "nyuv2" / "index.html").write_text("<html><body>validation</body></html>")
     paths = Paths(root)
     written = report.write_reports(paths, params)
-    ctx = Context(paths, params, list(runs.values()), report.paper_values(), report.MINI_WARNING)
+    ctx = Context(paths, params, list(runs.values()), report.paper_values(), report.MINI_WARNING, reference)
     figs = {}
     for name, study in params.studies.items():
         figs.update(RENDERERS[study.render](ctx, name, study).figures)
@@ -206,6 +241,33 @@ def test_every_table_and_figure_is_written(project):
     metrics = json.loads((reports / "metrics.json").read_text())
     assert metrics["profile"] == "mini" and set(metrics) >= {"table3", "table4", "appc1_slc", "appc2_single_aux"}
     assert metrics["table3"]["rows"]["nyuv2"]["gain_pct"] > 0 and metrics["table3"]["paper_mean_gain_pct"] == 11
+
+
+def test_runs_that_did_not_beat_the_reference_predictor_are_marked_everywhere(project):
+    """Issue 14: the reference predictor in every table and figure and in metrics.json; every run whose best
+    AbsRel is not below report.learned_below x its reference's is listed and marked."""
+    reports, params = project["root"] / "reports", project["params"]
+    below = params.report.learned_below
+    reference = json.loads((project["root"] / "results" / "reference.json").read_text())
+    expected = sorted(r["label"] for r in project["runs"]
+                      if r["metrics"]["best"]["abs_rel"] >= below * reference[r["config"]["depth_dataset"]]["metrics"]["abs_rel"])
+    assert expected and all(label.startswith("diode_outdoor/") for label in expected)
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["not_learned"] == expected
+    assert metrics["reference"]["nyuv2"] == {"abs_rel_x1e4": 3000.0, "a1": 0.3, "median_depth": 3.0}
+    assert metrics["table3"]["rows"]["nyuv2"]["constant_abs_rel_x1e4"] == 3000.0
+    page = (reports / "index.html").read_text()
+    assert f"{len(expected)} of {len(project['runs'])} runs did not learn" in page
+    assert all(html.escape(label) in page for label in expected)
+    assert page.count(f"<td>no {tables.NOT_LEARNED}</td>") == len(expected)
+    # every figure with an AbsRel axis draws each of its datasets' constant as a line at its value
+    for name in ("fig1_alpha", "fig3_aux", "fig4_fraction", "fig5_gamma", "fig5_beta"):
+        fig = project["figs"][name][0]
+        lines = [line for ax in fig.axes for line in ax.get_lines() if line.get_label().startswith("constant")]
+        assert lines and all(line.get_ydata()[0] in (3000.0, 1000.0) for line in lines), name
+    fig3 = {ax.get_title(): [line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("constant")]
+            for ax in project["figs"]["fig3_aux"][0].axes}
+    assert fig3 == {"NYUv2": [3000.0], "DIODE Out": [1000.0]}
 
 
 def test_curves_are_thinned_to_the_configured_points(project):
@@ -324,7 +386,7 @@ def test_a_study_is_drawn_by_the_renderer_it_names_whatever_its_name(project):
     params = project["params"]
     ctx = project["ctx"]
     runs = [dict(r, studies=[*r["studies"], "renamed"]) for r in ctx.runs if "table3" in r["studies"]]
-    renamed = Context(ctx.paths, params, runs, ctx.paper, ctx.warning)
+    renamed = Context(ctx.paths, params, runs, ctx.paper, ctx.warning, ctx.reference)
     out = RENDERERS["table"](renamed, "renamed", params.studies["table3"])
     assert [t.key for t in out.tables] == ["renamed"] and "NYUv2" in out.tables[0].to_markdown()
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

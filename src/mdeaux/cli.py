@@ -18,7 +18,7 @@ from mdeaux.params import ParamsError
 
 log = logging.getLogger("mdeaux")
 
-EPILOG = "Stages in order: synth, fetch, prepare, validate, split, train, report. `dvc repro` runs them all."
+EPILOG = "Stages in order: synth, fetch, prepare, validate, split, reference, train, report. `dvc repro` runs them all."
 
 
 NOISY = ("alembic", "urllib3", "great_expectations", "matplotlib", "PIL", "mlflow")
@@ -95,6 +95,12 @@ def cmd_split(args) -> None:
     from mdeaux.data import stages
 
     stages.split(*_context())
+
+
+def cmd_reference(args) -> None:
+    from mdeaux.report import reference
+
+    reference.write(*_context())
 
 
 def cmd_runs(args) -> None:
@@ -197,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "write Parquet shards (original bytes) and a per-sample stats table to data/prepared/<ds>/", True)
     add("validate", cmd_validate, "run the Great Expectations suite on a prepared dataset; report in reports/validation/<ds>/", True)
     add("split", cmd_split, "write seeded, nested training fractions and the test list to data/splits/")
+    add("reference", cmd_reference, "score each depth dataset's reference predictor (a constant at the median training "
+        "depth) the way runs are scored: results/reference.json, drawn in every table and figure")
     sp = add("runs", cmd_runs, "list the planned runs of all studies, which are done and which are missing")
     sp.add_argument("--write", action="store_true", help="also write runs/<id>/config.json for each planned run and runs/cohorts/<id>/members.json for each cohort")
     sp.add_argument("--cost", action="store_true", help="estimate GPU hours per study (runner.cost) instead of listing runs")

@@ -277,6 +277,7 @@ class Report(Strict):
     ours: Ours
     curve_points: PosInt
     fig1_samples: PosInt
+    learned_below: float = Field(gt=0, le=1)
 
 
 class Params(Strict):

@@ -1,7 +1,8 @@
 """``mdeaux report``: every table and figure of the paper regenerated from the runs, beside the
 published numbers.
 
-Input: ``results/train.json`` (the train stage) and the run store (``runs/<id>/``: curves,
+Input: ``results/train.json`` (the train stage), ``results/reference.json`` (the reference stage: each
+depth dataset's constant predictor, report/reference.py) and the run store (``runs/<id>/``: curves,
 predictions, MLflow run id). Every study is drawn by the renderer it names (report/renderers.py).
 Output, in ``reports/``:
 
@@ -9,7 +10,8 @@ Output, in ``reports/``:
 - ``tables/<study>.md|.tex`` and ``tables/<study>_metrics.md|.tex`` (every metric) of each table study;
 - ``figures/<name>.png|.svg`` of each figure study;
 - ``curves/{loss_depth,abs_rel}/<study>.csv``: training curves for ``dvc plots show``;
-- ``metrics.json``: the headline numbers (every table cell, gains, mean gains) for ``dvc exp show``.
+- ``metrics.json``: the headline numbers (every table cell, gains, mean gains), the reference predictors
+  and the runs that did not learn (``not_learned``) for ``dvc exp show``.
 
 Everything is computed before anything is replaced, so an error leaves the previous reports whole.
 Published values: ``paper_values.yaml``. In the mini profile every page says that the numbers come
@@ -29,7 +31,7 @@ import pandas as pd
 import yaml
 
 from mdeaux import atomic
-from mdeaux.report import figures, tables
+from mdeaux.report import figures, reference, tables
 from mdeaux.report.page import index_html, mlflow_links
 from mdeaux.report.renderers import RENDERERS, Context
 from mdeaux.runs.plots import read_table
@@ -104,7 +106,10 @@ def write_reports(paths, params) -> list[Path]:
     if not train_file.is_file():
         raise FileNotFoundError(f"{train_file} is missing: run `dvc repro train` (or `mdeaux train`) first")
     runs = json.loads(train_file.read_text())["runs"]
-    ctx = Context(paths, params, runs, paper_values(), MINI_WARNING if params.profile == "mini" else "")
+    depths = sorted({r["config"]["depth_dataset"] for r in runs})
+    references = {d: r for d, r in reference.read(paths).items() if d in depths}
+    unlearned = reference.not_learned(runs, references, params.report.learned_below)
+    ctx = Context(paths, params, runs, paper_values(), MINI_WARNING if params.profile == "mini" else "", references)
     reports = paths.reports
 
     # everything is computed first: an error (a missing file, no run pair) leaves the old reports whole
@@ -117,7 +122,8 @@ def write_reports(paths, params) -> list[Path]:
     curves = build_curves(paths, params, runs)
     link, link_note = mlflow_links(paths, params, runs)
     validation = sorted(p.parent.name for p in (reports / "validation").glob("*/index.html"))
-    page = index_html(params, built, {k: v[1] for k, v in figs.items()}, link, link_note, runs, validation, ctx.warning)
+    page = index_html(params, built, {k: v[1] for k, v in figs.items()}, link, link_note, runs, validation, ctx.warning,
+                      references, unlearned)
 
     # the folders are written beside the old ones and swapped in only when all of them are complete: a
     # failure (a full disk, a figure that cannot be saved) leaves the old reports whole, and nothing stale
@@ -148,8 +154,14 @@ def write_reports(paths, params) -> list[Path]:
     atomic.write_text(reports / "index.html", page)
     summaries = {t.key: t.metrics() for t in built}
     # "gain": each table's mean gain (%) under a short key, for a `dvc exp show` that fits a terminal (README)
-    atomic.write_json(reports / "metrics.json", {"profile": params.profile,
-                                                 "gain": {k: s["mean_gain_pct"] for k, s in summaries.items()}, **summaries})
+    atomic.write_json(reports / "metrics.json", {
+        "profile": params.profile, "gain": {k: s["mean_gain_pct"] for k, s in summaries.items()},
+        "reference": {d: {"abs_rel_x1e4": round(r["metrics"]["abs_rel"] * tables.SCALE, 2),
+                          "a1": round(r["metrics"]["a1"], 4), "median_depth": r["median_depth"]} for d, r in references.items()},
+        "not_learned": sorted(r["label"] for r in unlearned), **summaries})
+    if unlearned:
+        log.warning("%d run(s) did not learn (best AbsRel not below %g x the constant predictor's): %s", len(unlearned),
+                    params.report.learned_below, ", ".join(sorted(r["label"] for r in unlearned)))
     try:  # each study's parent run in MLflow carries the study's results
         from mdeaux.runs.mlflow_studies import log_study_results
 

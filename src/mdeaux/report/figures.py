@@ -9,6 +9,9 @@
 - Fig. 5: the baseline with its LR scaled by gamma (left), the beta variant (right), one figure per
   study; dashed: the baseline (gamma = 1), dash-dotted: ours with alpha, shaded: their standard errors.
 
+Every AbsRel axis also shows, dotted grey, the reference predictor of its depth dataset (a constant at
+the median training depth, report/reference.py): a point above it has not learned.
+
 Every number is the best test AbsRel reached during training (paper Eq. 1), x 10^4; error bars are
 standard errors over seeds (seaborn ``errorbar="se"``). Where the axes of a figure come from a study,
 the runs are those of the study; reference lines may come from any run of the same configuration.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -83,6 +87,12 @@ def _band(ax, values: Sequence[float], label: str, color: str, style: str = "-",
         ax.axhspan(mean - se, mean + se, color=color, alpha=0.12, lw=0)
 
 
+def _constant(ax, constants: Mapping[str, float], depth: str) -> None:
+    """The reference predictor's AbsRel on ``depth`` as a dotted grey line (report/reference.py)."""
+    if depth in constants:
+        ax.axhline(constants[depth], color="grey", ls=":", lw=1.4, label="constant (median training depth)")
+
+
 def _finish(fig: Figure, title: str, warning: str) -> Figure:
     fig.suptitle(title, fontsize=11)
     if warning:  # under the axes, in the space constrained layout keeps for it
@@ -119,7 +129,8 @@ def _lineplot(ax, data: pd.DataFrame, x: str, tasks: Sequence[str]) -> None:
 LOG_AXES = ("fraction", "gamma", "beta")
 
 
-def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], warning: str = "") -> Figure:
+def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], warning: str = "",
+               constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
     """AbsRel against alpha per auxiliary task; the baseline (its runs of the seeds the points have,
     whichever study planned them) as mean (solid) and ± SE (dashed)."""
     d = in_study(df, study)
@@ -131,6 +142,8 @@ def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, 
         base = reference(df, base["depth"].iloc[0], base["model"].iloc[0], ours)["baseline"]
         base = base[base["seed"].isin(d.loc[d["task"] != "baseline", "seed"])]
     _band(ax, base["abs_rel"].tolist(), "DINOv2 baseline", "black")
+    for depth in dict.fromkeys(d["depth"]):
+        _constant(ax, constants, depth)
     _lineplot(ax, d[d["task"] != "baseline"], "alpha", tasks)
     ax.set(xlabel="α (task focusing parameter)", ylabel=Y_LABEL)
     ax.legend(fontsize=8)
@@ -174,7 +187,8 @@ def fig1_top(base: Sequence[Sample], ours: Sequence[Sample], spec=None, title: s
     return _finish(fig, title or "Fig. 1 (top)", warning)
 
 
-def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapping[str, str], warning: str = "") -> Figure:
+def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapping[str, str], warning: str = "",
+             constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
     """One panel per depth dataset: AbsRel per auxiliary dataset (x) and task (hue); baseline band."""
     import seaborn as sns
 
@@ -185,6 +199,7 @@ def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapp
     for ax, depth in zip(_axes(fig, len(depths)), depths):
         here = d[d["depth"] == depth]
         _band(ax, here.loc[here["task"] == "baseline", "abs_rel"].tolist(), "DINOv2 baseline", "black")
+        _constant(ax, constants, depth)
         aux = here[here["task"] != "baseline"].assign(aux_name=lambda t: t["aux"].map(lambda a: names.get(a, a)))
         sns.pointplot(data=_method(aux), x="aux_name", y="abs_rel", order=[names.get(a, a) for a in aux_order],
                       errorbar="se", dodge=0.3 if len(tasks) > 1 else False, linestyle="none",
@@ -195,20 +210,23 @@ def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapp
     return _finish(fig, "Fig. 3: AbsRel per auxiliary dataset and task", warning)
 
 
-def fig4_fraction(df: pd.DataFrame, study: str, names: Mapping[str, str], warning: str = "") -> Figure:
+def fig4_fraction(df: pd.DataFrame, study: str, names: Mapping[str, str], warning: str = "",
+                  constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
     """One panel per depth dataset: AbsRel against the training fraction (log scale)."""
     d = in_study(df, study)
     depths = list(dict.fromkeys(d["depth"]))
     fig = Figure(figsize=(max(7.0, 4.4 * len(depths) + 1), 4.6), layout="constrained")
     tasks = list(dict.fromkeys(d["task"]))
     for ax, depth in zip(_axes(fig, len(depths)), depths):
+        _constant(ax, constants, depth)
         _lineplot(ax, d[d["depth"] == depth], "fraction", tasks)
         ax.set(title=names.get(depth, depth), xlabel="fraction of the MDE training set", ylabel=Y_LABEL)
         ax.legend(fontsize=8)
     return _finish(fig, "Fig. 4: AbsRel against the training fraction", warning)
 
 
-def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[str, str], warning: str = "") -> Figure:
+def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[str, str], warning: str = "",
+         constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
     """One learning-rate sweep of paper Fig. 5: ``axis`` "gamma" (the baseline with its decoder LR scaled,
     left) or "beta" (ours with auxiliary steps at beta x eta, right); dashed: the baseline (gamma = 1),
     dash-dotted: ours with the main alpha, shaded: their standard errors."""
@@ -225,6 +243,7 @@ def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[
     same = {k: v[v["seed"].isin(sweep["seed"])] for k, v in ref.items()}  # the seeds of the sweep's points
     _band(ax, same["baseline"]["abs_rel"].tolist(), "baseline, γ = 1", "black", "--", se_lines=False)
     _band(ax, same["ours"]["abs_rel"].tolist(), f"ours, α = {ours['alpha']:g}", display(ours["task"]).color, "-.", se_lines=False)
+    _constant(ax, constants, depth)
     _lineplot(ax, sweep, axis, [task])
     xlabel = "γ (baseline LR factor)" if axis == "gamma" else "β (auxiliary LR factor)"
     ax.set(title=f"{names.get(depth, depth)}: {'Baseline, γ' if axis == 'gamma' else 'Proposed, β'}", xlabel=xlabel, ylabel=Y_LABEL)

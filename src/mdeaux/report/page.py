@@ -62,8 +62,16 @@ figcaption{font-size:.9em;color:#444} .links a{margin-right:1em} .scroll{overflo
 
 
 def index_html(params, built: list[tables.Table], figs: dict[str, str], link: Callable[[dict], str | None],
-               link_note: str, runs: list[dict], validation: list[str], warning: str) -> str:
+               link_note: str, runs: list[dict], validation: list[str], warning: str, references: dict,
+               unlearned: list[dict]) -> str:
     esc = html.escape
+    below = params.report.learned_below
+    bad = {r["id"] for r in unlearned}
+    constants = ", ".join(f"{d} {r['metrics']['abs_rel']:.4f} (median {r['median_depth']:.3g} m)" for d, r in references.items())
+    check = (f'<div class="banner"><b>Learning check: {len(unlearned)} of {len(runs)} runs did not learn</b> (best AbsRel '
+             f"not below {below:g} × the constant predictor's; marked {tables.NOT_LEARNED} in the tables and "
+             f"<b>no</b> in the run list): {esc(', '.join(sorted(r['label'] for r in unlearned)))}</div>" if unlearned else
+             f"<p>Learning check: every run's best AbsRel is below {below:g} × the constant predictor's.</p>")
     banner = (f'<div class="banner"><b>Mini profile: not comparable with the paper.</b> {esc(warning)}</div>'
               if warning else "")
     parts = [
@@ -75,6 +83,8 @@ def index_html(params, built: list[tables.Table], figs: dict[str, str], link: Ca
         "beside the paper's published value.</p>",
         f'<p class="profile">Produced by the <b>{esc(params.profile)}</b> profile (params.yaml <code>profile</code>), '
         f"from {len(runs)} runs.</p>", banner,
+        f"<p>Reference predictor (params.yaml <code>report.learned_below</code>, report/reference.py): a constant map at "
+        f"the median training depth, scored like the runs; its AbsRel: {esc(constants)}.</p>", check,
         '<nav><b>Contents:</b> <a href="#tables">Tables</a> · <a href="#figures">Figures</a> · '
         '<a href="#curves">Training curves</a> · <a href="#validation">Data validation</a> · <a href="#runs">Runs</a></nav>',
         '<h2 id="tables">Tables</h2>', f"<p>{esc(link_note)}</p>",
@@ -100,11 +110,13 @@ def index_html(params, built: list[tables.Table], figs: dict[str, str], link: Ca
               "<p>Great Expectations results of each prepared dataset:</p><ul>"]
     parts += [f'<li><a href="validation/{esc(d)}/index.html">{esc(d)}</a></li>' for d in validation]
     parts += ["</ul>", '<h2 id="runs">Runs</h2>', '<div class="scroll"><table><thead><tr><th>run</th><th>id</th><th>studies</th>'
-              "<th>best AbsRel</th><th>MLflow</th></tr></thead><tbody>"]
+              "<th>best AbsRel</th><th>constant's AbsRel</th><th>learned</th><th>MLflow</th></tr></thead><tbody>"]
     for run in runs:
         url = link(run)
         mlflow = f'<a href="{esc(url)}">run</a>' if url else "–"
         parts.append(f"<tr><td>{esc(run['label'])}</td><td><code>{esc(run['id'])}</code></td><td>{esc(', '.join(run['studies']))}</td>"
-                     f"<td>{run['metrics']['best']['abs_rel']:.4f}</td><td>{mlflow}</td></tr>")
+                     f"<td>{run['metrics']['best']['abs_rel']:.4f}</td>"
+                     f"<td>{references[run['config']['depth_dataset']]['metrics']['abs_rel']:.4f}</td>"
+                     f"<td>{'no ' + tables.NOT_LEARNED if run['id'] in bad else 'yes'}</td><td>{mlflow}</td></tr>")
     parts += ["</tbody></table></div>", "</body></html>"]
     return "\n".join(parts) + "\n"

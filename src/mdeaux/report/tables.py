@@ -5,7 +5,10 @@ and task, one per seed; it shows the mean ± standard error over seeds (paper §
 mean is in bold and, where the paper marks two, the second in italics. The gain is that of the best
 auxiliary task w.r.t. the baseline (Table 3's "Gain %"). Beside each of our cells is the paper's value
 and the difference in standard errors, ``(ours - paper) / sqrt(se_ours² + se_paper²)`` (a single seed
-has no standard error: 0 is used for it). Rendered as Markdown, LaTeX (booktabs) and HTML.
+has no standard error: 0 is used for it). Each row also shows the reference predictor of its depth
+dataset (a constant at the median training depth, report/reference.py), and a cell with a run that did
+not beat it clearly (``report.learned_below``) is marked ``NOT_LEARNED``. Rendered as Markdown, LaTeX
+(booktabs) and HTML.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdeaux.report.reference import not_learned
 from mdeaux.training.metrics import HIGHER_IS_BETTER, METRICS
 
 METRIC_TITLES = {"a1": "δ<1.25", "a2": "δ<1.25²", "a3": "δ<1.25³", "abs_rel": "AbsRel", "sq_rel": "SqRel",
                  "rmse": "RMSE", "rmse_log": "RMSE log", "log_10": "log10", "silog": "SILog"}
 SCALE = 1e4  # the paper's tables show AbsRel x 10^4
+NOT_LEARNED = "†"  # beside a cell with a run that did not learn (report/reference.py)
+CONSTANT = "Constant (median depth)"
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -76,6 +82,8 @@ class Table:
     names: Mapping[str, str]  # the paper's short dataset names
     note: str = ""  # what else to say under the title (e.g. the auxiliary set)
     warning: str = ""  # the mini profile's "not comparable" sentence
+    reference: Mapping[str, Any] = field(default_factory=dict)  # depth dataset -> results/reference.json entry
+    learned_below: float = 1.0  # report.learned_below
     _stats: dict = field(default_factory=dict, repr=False)
 
     # numbers ------------------------------------------------------------------------------------
@@ -90,6 +98,16 @@ class Table:
             vals = self.values(row, col, metric)
             self._stats[key] = mean_se(vals) if vals else None
         return self._stats[key]
+
+    def constant(self, row: str, metric: str | None = None) -> float | None:
+        """The reference predictor's AbsRel x 1e4 on ``row`` (or ``metric`` in its own units)."""
+        ref = self.reference.get(row)
+        return None if ref is None else ref["metrics"][metric or "abs_rel"] * (SCALE if metric is None else 1.0)
+
+    def not_learned(self, row: str, col: str) -> list[dict]:
+        """The runs of a cell whose best AbsRel is not below ``learned_below`` x the reference's (none
+        without reference predictors)."""
+        return not_learned(self.runs.get((row, col), []), self.reference, self.learned_below) if self.reference else []
 
     def paper_stats(self, row: str, col: str) -> tuple[float, float] | None:
         ref = self.paper.get("rows", {}).get(row, {}).get(col)
@@ -124,10 +142,14 @@ class Table:
                 entry[f"{col}_abs_rel_x1e4"] = round(s[0], 2)
                 entry[f"{col}_se_x1e4"] = None if s[1] != s[1] else round(s[1], 2)
                 entry[f"{col}_seeds"] = len(self.values(row, col))
+                if bad := self.not_learned(row, col):
+                    entry[f"{col}_not_learned"] = len(bad)
                 if (p := self.paper_stats(row, col)) and (d := se_distance(s, p)) == d:
                     entry[f"{col}_vs_paper_se"] = round(d, 2)
             gain = self.gain(row)
             entry["gain_pct"] = None if gain is None else round(gain, 2)
+            if (c := self.constant(row)) is not None:
+                entry["constant_abs_rel_x1e4"] = round(c, 2)
             out["rows"][row] = entry
         mean, _ = self.mean_gain()
         out["mean_gain_pct"] = None if mean is None else round(mean, 2)
@@ -140,10 +162,12 @@ class Table:
 
     def _cells(self, row: str, ours: Callable[[str, str, str, str], str], paper: Callable[[str], str]) -> list[str]:
         """Our cell (formatted by ``ours(text, mark, row, col)``) and the paper's, per column, then the gains."""
-        marks, cells = self.marks(row), []
+        marks, c = self.marks(row), self.constant(row)
+        cells = [f"{c:.0f}" if c is not None else "–"]
         for col in self.columns:
             s, p = self.stats(row, col), self.paper_stats(row, col)
-            cells.append(ours(fmt_value(*s), marks.get(col, ""), row, col) if s else "–")
+            flag = NOT_LEARNED if self.not_learned(row, col) else ""
+            cells.append(ours(fmt_value(*s), marks.get(col, ""), row, col) + flag if s else "–")
             if p is None:
                 cells.append("–")
             else:
@@ -154,7 +178,7 @@ class Table:
 
     def _head(self) -> list[str]:
         titles = self.paper.get("tasks", {})
-        head = ["MDE dataset"] + (["In MIX6"] if self._in_mix6() else [])
+        head = ["MDE dataset"] + (["In MIX6"] if self._in_mix6() else []) + [CONSTANT]
         for col in self.columns:
             head += [f"{titles.get(col, col)} (ours)", f"{titles.get(col, col)} (paper)"]
         return head + ["Gain % (ours)", "Gain % (paper)"]
@@ -168,7 +192,10 @@ class Table:
                 "(paper Eq. 1), mean ± standard error over seeds; best in bold"
                 + (", second-best in italics" if int(self.paper.get("marks", 2)) > 1 else "")
                 + "; gain % of the best auxiliary task w.r.t. the baseline. Beside each value: the paper's "
-                f"({self.paper.get('source', 'not published')}) and the difference in standard errors. {self.note}").strip()
+                f"({self.paper.get('source', 'not published')}) and the difference in standard errors. {CONSTANT}: "
+                "the AbsRel of a constant prediction at the median training depth, scored the same way; "
+                f"{NOT_LEARNED}: a run of the cell did not reach {self.learned_below:g} x that (it has not learned). "
+                f"{self.note}").strip()
 
     def summary_line(self) -> str:
         mean, rows = self.mean_gain()
@@ -208,7 +235,7 @@ class Table:
                  r"\toprule", " & ".join(latex_escape(h) for h in head) + r" \\", r"\midrule"]
         for row in self.rows:
             cells = [latex_escape(c) for c in self._row_head(row)] + self._cells(row, ours, paper)
-            lines.append(" & ".join(cells).replace("–", "--") + r" \\")
+            lines.append(" & ".join(cells).replace("–", "--").replace(NOT_LEARNED, r"$^\dagger$") + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}}", rf"\caption{{{caption}}}", rf"\label{{tab:mdeaux-{self.key}}}",
                   r"\end{table}"]
         return "\n".join(lines) + "\n"
@@ -229,8 +256,8 @@ class Table:
         head += [titles.get(col, col) for col in self.columns] + ["Gain %"]
         body = []
         for row in self.rows:
-            cells = self._cells(row, ours, lambda t: t)
-            merged = [cells[i] + paper(cells[i + 1]) for i in range(0, len(cells), 2)]
+            constant, *cells = self._cells(row, ours, lambda t: t)
+            merged = [constant] + [cells[i] + paper(cells[i + 1]) for i in range(0, len(cells), 2)]
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in [*map(html.escape, self._row_head(row)), *merged]) + "</tr>")
         head_html = "".join(f"<th>{html.escape(h)}</th>" for h in head)
         return f'<table class="paper-table"><thead><tr>{head_html}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -245,6 +272,8 @@ class MetricsTable:
     def _rows(self) -> list[list[str]]:
         t, out = self.t, []
         for row in t.rows:
+            if t.constant(row) is not None:
+                out.append([t.names.get(row, row), CONSTANT, "–"] + [fmt_metric(t.constant(row, m), math.nan) for m in METRICS])
             for col in t.columns:
                 if t.stats(row, col) is None:
                     continue
@@ -290,7 +319,7 @@ def seed_links(runs: list[dict], link: Callable[[dict], str | None]) -> str:
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                  "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "×": r"$\times$", "⁴": r"$^4$", "↓": r"$\downarrow$",
                  "²": r"$^2$", "³": r"$^3$", "±": r"$\pm$", "δ": r"$\delta$", "↑": r"$\uparrow$", "–": "--",
-                 "✓": r"\checkmark", "✗": r"$\times$", "<": "$<$"}
+                 "✓": r"\checkmark", "†": r"$^\dagger$", "✗": r"$\times$", "<": "$<$"}
 LATEX_PACKAGES = r"needs \usepackage{booktabs,xcolor,graphicx,amssymb}"
 
 
@@ -299,7 +328,8 @@ def latex_escape(text: str) -> str:
 
 
 def build(runs: list[dict], study: str, title: str, profile: str, rows: list[str], columns: list[str],
-          paper: Mapping[str, Any], names: Mapping[str, str], note: str = "", warning: str = "") -> Table:
+          paper: Mapping[str, Any], names: Mapping[str, str], note: str = "", warning: str = "",
+          reference: Mapping[str, Any] | None = None, learned_below: float = 1.0) -> Table:
     """The table of ``study`` from the train.json run entries; one run per (depth, task, seed)."""
     cells: dict[tuple[str, str], list[dict]] = {}
     for run in runs:
@@ -316,4 +346,4 @@ def build(runs: list[dict], study: str, title: str, profile: str, rows: list[str
     for group in cells.values():
         group.sort(key=lambda r: r["config"]["seed"])
     return Table(study, title, profile, [r for r in rows if any((r, c) in cells for c in columns)], columns, cells,
-                 paper, names, note, warning)
+                 paper, names, note, warning, reference or {}, learned_below)
