@@ -123,6 +123,68 @@ def test_readouts_combine_each_token_with_the_cls_token_as_dinov2_does():
         assert torch.equal(ignore(feats), ignore(other_cls)) and not torch.allclose(project(feats), project(other_cls))
 
 
+def dinov2_dpt_depth(w: dict, inputs, min_depth: float) -> torch.Tensor:
+    """DINOv2's DPTHead.forward, then depth_pred with classify=False and scale_up=False, written out with
+    torch.nn.functional from dinov2/eval/depth/models/decode_heads/dpt_head.py and decode_head.py (mmcv
+    ConvModule: bias "auto" = no norm; PreActResidualConvUnit order ("act", "conv", "norm"), bias=False),
+    on the tensors of ``w``, a state dict of our DPTDecoder ("d.") and DepthHead ("h.")."""
+    def conv(x, key, **kw):
+        return F.conv2d(x, w[f"{key}.weight"], w.get(f"{key}.bias"), **kw)
+
+    def rcu(x, key):  # PreActResidualConvUnit: conv2(relu(conv1(relu(x)))) + x
+        return conv(F.relu(conv(F.relu(x), f"{key}.conv1.conv", padding=1)), f"{key}.conv2.conv", padding=1) + x
+
+    def fusion(i, x, skip=None):  # FeatureFusionBlock
+        if skip is not None:
+            if skip.shape != x.shape:
+                skip = F.interpolate(skip, size=x.shape[2:], mode="bilinear", align_corners=False)
+            x = x + rcu(skip, f"d.fusion_blocks.{i}.res_conv_unit1")
+        x = F.interpolate(rcu(x, f"d.fusion_blocks.{i}.res_conv_unit2"), scale_factor=2, mode="bilinear", align_corners=True)
+        return conv(x, f"d.fusion_blocks.{i}.project.conv")
+
+    levels = []
+    for i, (x, cls) in enumerate(inputs):  # ReassembleBlocks, readout "project", then DPTHead.convs
+        tokens = x.flatten(2).permute(0, 2, 1)
+        tokens = F.gelu(F.linear(torch.cat((tokens, cls[:, None].expand_as(tokens)), -1),
+                                 w[f"d.reassemble_blocks.readout_projects.{i}.0.weight"],
+                                 w[f"d.reassemble_blocks.readout_projects.{i}.0.bias"]))
+        x = conv(tokens.permute(0, 2, 1).reshape(x.shape), f"d.reassemble_blocks.projects.{i}.conv")
+        resize = f"d.reassemble_blocks.resize_layers.{i}"
+        if i < 2:  # ConvTranspose2d, kernel = stride = 4, 2
+            x = F.conv_transpose2d(x, w[f"{resize}.weight"], w[f"{resize}.bias"], stride=4 // 2**i)
+        elif i == 3:  # Conv2d 3x3, stride 2, padding 1
+            x = conv(x, resize, stride=2, padding=1)
+        levels.append(conv(x, f"d.convs.{i}.conv", padding=1))
+    out = fusion(0, levels[-1])
+    for i in range(1, 4):
+        out = fusion(i, out, levels[-(i + 1)])
+    out = F.relu(conv(out, "d.project.conv", padding=1))  # DPTHead.project: ConvModule with ReLU
+    # HeadDepth: Conv3x3(C -> C/2), x2 bilinear (align_corners=True), Conv3x3(-> 32), ReLU, Conv1x1(-> 1)
+    out = F.interpolate(conv(out, "h.head.0", padding=1), scale_factor=2, mode="bilinear", align_corners=True)
+    out = conv(F.relu(conv(out, "h.head.2", padding=1)), "h.head.4")
+    return F.relu(out) + min_depth  # depth_pred: relu(conv_depth(feat)) + min_depth
+
+
+@pytest.mark.parametrize("grid", [(4, 6), (5, 7)])
+def test_decoder_and_depth_head_compute_dinov2s_dpt_head(grid):
+    """The whole DPT decoder and depth head against DINOv2's formula written out (dinov2_dpt_depth above),
+    with random biases, on an even and an odd patch grid (the skip resize of FeatureFusionBlock)."""
+    torch.manual_seed(0)
+    decoder, head = DPTDecoder(48, channels=16).eval(), DepthHead(16, min_depth=0.05).eval()
+    with torch.no_grad():  # the init's weights; biases random (init leaves ConvModule biases at 0)
+        for p in [*decoder.parameters(), *head.parameters()]:
+            if p.ndim == 1:
+                p.normal_(0.0, 0.1)
+        head.head[4].bias.fill_(0.1)  # keeps the final ReLU alive on part of the map
+    feats = [(torch.randn(2, 48, *grid), torch.randn(2, 48)) for _ in range(4)]
+    weights = {f"d.{k}": v for k, v in decoder.state_dict().items()} | {f"h.{k}": v for k, v in head.state_dict().items()}
+    with torch.no_grad():
+        ours, theirs = head(decoder(feats)), dinov2_dpt_depth(weights, feats, 0.05)
+    assert ours.shape == theirs.shape == (2, 1, 16 * math.ceil(grid[0] / 2) * 2, 16 * math.ceil(grid[1] / 2) * 2)
+    assert (ours > 0.05).float().mean() > 0.2  # the ReLU is alive on a good share of pixels
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
 def test_decoder_shapes_and_readouts():
     feats = [(torch.randn(2, 32, 4, 6), torch.randn(2, 32)) for _ in range(4)]
     for readout in ("project", "ignore", "add"):
