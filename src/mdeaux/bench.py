@@ -131,8 +131,10 @@ class Result:
         return self.step_ms / self.floor_ms - 1
 
 
-def _timed(fn, rt: Runtime, repeats: int) -> float:
-    """Median milliseconds of ``fn()`` over ``repeats`` calls."""
+def _timed(fn, rt: Runtime, repeats: int, warmup: int = 0) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         _sync(rt)
@@ -234,14 +236,9 @@ def vmap_bench(models: list, feats: list, rt: Runtime, precision: str, steps: in
     def batched():
         vmap(one)(params, buffers).sum().backward()
 
-    def repeat(fn):
-        for _ in range(warmup):
-            fn()
-        return _timed(fn, rt, steps)
-
-    loop_ms = repeat(loop)
+    loop_ms = _timed(loop, rt, steps, warmup)
     try:
-        vmap_ms = repeat(batched)
+        vmap_ms = _timed(batched, rt, steps, warmup)
     except Exception as err:  # noqa: BLE001 - an op without a batching rule: report it, the loop stays
         return f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
     return loop_ms, vmap_ms
@@ -278,14 +275,9 @@ def cohort_bench(paths, raw: dict, config: str, backbone: str, k: int, steps: in
         for trainer in trainers:
             trainer.step_on(0, (feats, y), (name, feats_a, xa, ya))
 
-    def repeat(fn):
-        for _ in range(warmup):
-            fn()
-        return _timed(fn, rt, steps)
-
-    alone_ms = repeat(lambda: trainers[0].step(batch))
-    cohort_ms = repeat(cohort_step)
-    backbone_ms = repeat(passes)
+    alone_ms = _timed(lambda: trainers[0].step(batch), rt, steps, warmup)
+    cohort_ms = _timed(cohort_step, rt, steps, warmup)
+    backbone_ms = _timed(passes, rt, steps, warmup)
     test = PreparedDataset(paths.prepared_of("nyuv2"))
     ids = SplitFile(paths.split_of("nyuv2")).test[:2]
     spec, aug = get_spec("nyuv2"), base.augment["nyuv2"]
