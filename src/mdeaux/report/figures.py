@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -129,8 +128,8 @@ def _lineplot(ax, data: pd.DataFrame, x: str, tasks: Sequence[str]) -> None:
 LOG_AXES = ("fraction", "gamma", "beta")
 
 
-def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], warning: str = "",
-               constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
+def fig1_alpha(df: pd.DataFrame, study: str, ours: Mapping, names: Mapping[str, str], constants: Mapping[str, float],
+               warning: str = "") -> Figure:
     """AbsRel against alpha per auxiliary task; the baseline (its runs of the seeds the points have,
     whichever study planned them) as mean (solid) and ± SE (dashed)."""
     d = in_study(df, study)
@@ -187,8 +186,8 @@ def fig1_top(base: Sequence[Sample], ours: Sequence[Sample], spec=None, title: s
     return _finish(fig, title or "Fig. 1 (top)", warning)
 
 
-def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapping[str, str], warning: str = "",
-             constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
+def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapping[str, str],
+             constants: Mapping[str, float], warning: str = "") -> Figure:
     """One panel per depth dataset: AbsRel per auxiliary dataset (x) and task (hue); baseline band."""
     import seaborn as sns
 
@@ -210,8 +209,8 @@ def fig3_aux(df: pd.DataFrame, study: str, aux_order: Sequence[str], names: Mapp
     return _finish(fig, "Fig. 3: AbsRel per auxiliary dataset and task", warning)
 
 
-def fig4_fraction(df: pd.DataFrame, study: str, names: Mapping[str, str], warning: str = "",
-                  constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
+def fig4_fraction(df: pd.DataFrame, study: str, names: Mapping[str, str], constants: Mapping[str, float],
+                  warning: str = "") -> Figure:
     """One panel per depth dataset: AbsRel against the training fraction (log scale)."""
     d = in_study(df, study)
     depths = list(dict.fromkeys(d["depth"]))
@@ -225,8 +224,8 @@ def fig4_fraction(df: pd.DataFrame, study: str, names: Mapping[str, str], warnin
     return _finish(fig, "Fig. 4: AbsRel against the training fraction", warning)
 
 
-def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[str, str], warning: str = "",
-         constants: Mapping[str, float] = MappingProxyType({})) -> Figure:
+def fig5(df: pd.DataFrame, study: str, axis: str, ours: Mapping, names: Mapping[str, str],
+         constants: Mapping[str, float], warning: str = "") -> Figure:
     """One learning-rate sweep of paper Fig. 5: ``axis`` "gamma" (the baseline with its decoder LR scaled,
     left) or "beta" (ours with auxiliary steps at beta x eta, right); dashed: the baseline (gamma = 1),
     dash-dotted: ours with the main alpha, shaded: their standard errors."""

@@ -29,7 +29,7 @@ class Context:
     runs: list[dict]  # results/train.json "runs"
     paper: dict  # paper_values.yaml
     warning: str  # the mini profile's "not comparable" sentence, or ""
-    reference: dict = field(default_factory=dict)  # results/reference.json: each depth dataset's reference predictor
+    reference: dict  # results/reference.json: each depth dataset's reference predictor
     frame: Any = None  # report.figures.runs_frame(runs), made on first use
 
     @property
@@ -91,7 +91,7 @@ def fig1_alpha(ctx: Context, name: str, study) -> Output:
     from mdeaux.report import figures
 
     df = ctx.df()
-    out = Output(figures={name: (figures.fig1_alpha(df, name, ctx.ours, ctx.names, ctx.warning, ctx.constants),
+    out = Output(figures={name: (figures.fig1_alpha(df, name, ctx.ours, ctx.names, ctx.constants, ctx.warning),
                                  f"AbsRel against α (study {name}). Paper: {ctx.claim('fig1_alpha')}")})
     d = figures.in_study(df, name)
     base = d[d["task"] == "baseline"].sort_values("seed")
@@ -129,7 +129,7 @@ def fig3_aux(ctx: Context, name: str, study) -> Output:
     """Fig. 3: AbsRel per auxiliary dataset and task."""
     from mdeaux.report import figures
 
-    fig = figures.fig3_aux(ctx.df(), name, list(study.aux), ctx.names, ctx.warning, ctx.constants)
+    fig = figures.fig3_aux(ctx.df(), name, list(study.aux), ctx.names, ctx.constants, ctx.warning)
     return Output(figures={name: (fig, f"AbsRel per auxiliary dataset and task (study {name}). Paper: {ctx.claim('fig3_aux')}")})
 
 
@@ -137,7 +137,7 @@ def fig4_fraction(ctx: Context, name: str, study) -> Output:
     """Fig. 4: AbsRel against the fraction of the depth training set."""
     from mdeaux.report import figures
 
-    fig = figures.fig4_fraction(ctx.df(), name, ctx.names, ctx.warning, ctx.constants)
+    fig = figures.fig4_fraction(ctx.df(), name, ctx.names, ctx.constants, ctx.warning)
     return Output(figures={name: (fig, f"AbsRel against the training fraction (study {name}). Paper: {ctx.claim('fig4_fraction')}")})
 
 
@@ -147,7 +147,7 @@ def fig5(ctx: Context, name: str, study) -> Output:
 
     axis = "beta" if study.beta is not None else "gamma"
     what = "the β variant" if axis == "beta" else "the baseline LR scaled by γ"
-    fig = figures.fig5(ctx.df(), name, axis, ctx.ours, ctx.names, ctx.warning, ctx.constants)
+    fig = figures.fig5(ctx.df(), name, axis, ctx.ours, ctx.names, ctx.constants, ctx.warning)
     return Output(figures={name: (fig, f"AbsRel with {what} (study {name}). Paper: {ctx.claim('fig5')}")})
 
 
