@@ -53,6 +53,33 @@ def test_lr_factor_rejects_bad_iterations():
         lr_factor(-1, TOTAL, WARMUP)
 
 
+def test_every_setting_is_checked_at_its_bounds():
+    """Each argument's range, at the boundary and beyond: total >= 1, 0 <= it < total, warmup_iters >= 0,
+    0 < warmup_ratio <= 1 (mmcv LrUpdaterHook's assert), 0 <= pct_start <= 1."""
+    assert lr_factor(0, 1, 0) == pytest.approx(1.0) and one_cycle_beta1(0, 1) == pytest.approx(0.95)  # total 1 is valid
+    for it, total in ((0, 0), (0, -1), (11, 10), (10, 10), (-1, 10)):
+        with pytest.raises(ValueError, match="total iterations must be >= 1|outside"):
+            lr_factor(it, total, 0)
+    with pytest.raises(ValueError, match="warmup_iters must be >= 0, got -1"):
+        lr_factor(0, 10, -1)
+    assert lr_factor(0, 10, 4, warmup_ratio=1.0) == pytest.approx(1.0)  # ratio 1: no warmup drop
+    for ratio in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r"warmup_ratio must be in \(0, 1\]"):
+            lr_factor(0, 10, 4, warmup_ratio=ratio)
+    assert one_cycle_beta1(0, 10, pct_start=0.0) == pytest.approx(0.95 - 0.5 * 0.1 * (1 + math.cos(math.pi * 1 / 10)))  # phase 2 only
+    assert one_cycle_beta1(9, 10, pct_start=1.0) == pytest.approx(0.85)  # one phase, down to base_momentum
+    for pct in (-0.5, 1.5):
+        with pytest.raises(ValueError, match=r"pct_start must be in \[0, 1\]"):
+            one_cycle_beta1(0, 10, pct_start=pct)
+
+
+def test_a_zero_length_phase_is_taken_at_its_end_value():
+    """pct_start x total = 1 makes phase 1 end at iteration 0, where it starts: mmcv would divide by zero;
+    we take the phase's end value, base_momentum."""
+    assert one_cycle_beta1(0, 10, pct_start=0.1) == 0.85
+    assert one_cycle_beta1(1, 10, pct_start=0.1) == pytest.approx(0.85 + 0.5 * 0.1 * (1 - math.cos(math.pi / 9)))
+
+
 def test_one_cycle_beta1():
     end_phase1 = 0.3 * TOTAL - 1  # mmcv: float(pct_start * max_iters) - 1 = 11519
     assert one_cycle_beta1(0, TOTAL) == pytest.approx(0.95)
