@@ -82,7 +82,7 @@ def test_recipes_resolve_to_each_datasets_transform_settings():
     paper = parse(with_change(lambda r: r.update(profile="paper"))).augment
     # toolbox configs/_base_/datasets/nyu.py and kitti.py train pipelines
     assert paper["nyuv2"].model_dump() == {
-        "resize_to": None, "kb_crop": False, "nyu_crop": True, "crop_size": [416, 544], "rotate_prob": 0.5,
+        "resize_to": None, "kb_crop": False, "nyu_crop": True, "view_scale": 1.0, "crop_size": [416, 544], "rotate_prob": 0.5,
         "rotate_degree": 2.5, "flip_prob": 0.5, "color_prob": 0.5, "gamma_range": [0.9, 1.1],
         "brightness_range": [0.75, 1.25], "color_range": [0.9, 1.1]}
     assert paper["kitti"].model_dump() == dict(paper["nyuv2"].model_dump(), kb_crop=True, nyu_crop=False,
@@ -91,6 +91,10 @@ def test_recipes_resolve_to_each_datasets_transform_settings():
     assert paper["ade20k"].model_dump() == {"img_scale": [2048, 512], "ratio_range": [0.5, 2.0], "crop_size": [512, 512],
                                             "cat_max_ratio": 0.75, "flip_prob": 0.5, "photometric": True}
     assert paper["cityscapes"].img_scale == [2048, 1024] and paper["cityscapes"].crop_size == [512, 1024]
+    # the mini profile: the same pipeline at a quarter of the resolution (params.yaml view_scale)
+    mini = parse(with_change(lambda r: None)).augment
+    assert mini["nyuv2"].view_scale == 0.25 and mini["nyuv2"].crop_size == [104, 136]
+    assert mini["ade20k"].img_scale == [512, 128] and mini["ade20k"].crop_size == [128, 128]
     edited = parse(with_change(lambda r: r["augment"]["recipes"]["toolbox_nyu"].update(flip_prob=0.0))).augment
     depth = [n for n, a in edited.items() if hasattr(a, "nyu_crop")]
     assert len(depth) == 7 and all(edited[n].flip_prob == 0.0 for n in depth)

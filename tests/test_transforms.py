@@ -201,6 +201,23 @@ def test_depth_train_transform_no_aug_is_plain_crop():
     assert cd[0, 0] == 1 + (45 + top) * 1000 + 43 + left
 
 
+def test_mini_view_scale_runs_the_pipeline_at_a_quarter_of_the_resolution():
+    """params.yaml view_scale: after NYUCrop (427x565) the view is scaled to 107x141 (image bilinear, depth
+    nearest), and the 104x136 crop then covers as much of the frame as the paper's 416x544 does of 427x565."""
+    mini = parse(yaml.safe_load((ROOT / "params.yaml").read_text())).augment["nyuv2"]
+    assert mini.view_scale == 0.25 and mini.crop_size == [104, 136]
+    img, depth = _positional(480, 640), _depth_positional(480, 640)
+    t = D.DepthTrainTransform(mini.model_copy(update={"rotate_prob": 0, "flip_prob": 0, "color_prob": 0}))
+    ci, cd = t(img, depth, np.random.default_rng(4))
+    assert ci.shape == (104, 136, 3) and cd.shape == (104, 136)
+    rows, cols = (cd.astype(np.int64) - 1) // 1000, (cd.astype(np.int64) - 1) % 1000
+    assert set(np.diff(cols[0]).tolist()) <= {4, 5} and set(np.diff(rows[:, 0]).tolist()) <= {3, 4, 5}
+    assert 45 <= rows.min() and rows.max() < 472 and 43 <= cols.min() and cols.max() < 608  # inside NYUCrop's box
+    assert cols[0, -1] - cols[0, 0] > 530 and rows[-1, 0] - rows[0, 0] > 400  # most of the frame, as 416x544 of 427x565
+    away = (cols % 256 > 4) & (cols % 256 < 251)  # G = col % 256: bilinear blends across its wrap-around
+    assert np.abs(ci[..., 1].astype(int) - cols % 256)[away].max() <= 3  # the image follows the depth (bilinear vs nearest)
+
+
 # ---------------------------------------------------------------------------------------------- resize
 def test_resize_bilinear_matches_cv2_hand_values():
     # cv2.resize([[0, 100]], (4, 1), INTER_LINEAR): src x = (dx + 0.5) / 2 - 0.5 -> -0.25, 0.25, 0.75, 1.25

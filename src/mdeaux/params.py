@@ -142,6 +142,7 @@ class DepthAugment(Strict):
     resize_to: Size2 | None
     kb_crop: bool
     nyu_crop: bool
+    view_scale: float = Field(gt=0, le=1)
     crop_size: Size2
     rotate_prob: Prob
     rotate_degree: float = Field(ge=0, le=180)

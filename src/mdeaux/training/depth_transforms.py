@@ -161,8 +161,18 @@ def dataset_view(
     return img, depth
 
 
+def rescale(img: np.ndarray, depth: np.ndarray | None, factor: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Both sides times ``factor`` (params.yaml ``view_scale``: the mini profile runs the paper's pipeline
+    at a quarter of its resolution), the image bilinear and the depth nearest, as ``dataset_view`` resizes."""
+    if factor == 1:
+        return img, depth
+    size_wh = (max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor)))
+    return resize_bilinear_u8(img, size_wh), None if depth is None else resize_nearest(depth, size_wh)
+
+
 class DepthTrainTransform:
-    """The toolbox depth training pipeline (configs/_base_/datasets/nyu.py): crop -> rotate -> flip -> crop -> colour.
+    """The toolbox depth training pipeline (configs/_base_/datasets/nyu.py): crop -> rotate -> flip -> crop -> colour
+    (after the crop, ``view_scale`` rescales in the mini profile).
 
     Built from a resolved recipe (params.yaml ``augment``: the toolbox ``configs/_base_/datasets/nyu.py``
     pipeline and each dataset's differences). ``t(img, depth, rng) -> (img uint8 (h, w, 3), depth float32
@@ -176,6 +186,7 @@ class DepthTrainTransform:
             raise ValueError("nyu_crop and kb_crop are exclusive (NYU vs KITTI pipeline), got both True")
         self.crop_size = check_size(recipe.crop_size, "crop_size")
         self.nyu_crop, self.kb_crop = bool(recipe.nyu_crop), bool(recipe.kb_crop)
+        self.view_scale = float(recipe.view_scale)
         self.rotate_prob, self.rotate_degree = float(recipe.rotate_prob), float(recipe.rotate_degree)
         self.flip_prob, self.color_prob = float(recipe.flip_prob), float(recipe.color_prob)
         self.gamma_range = check_range(recipe.gamma_range, "gamma_range")
@@ -190,6 +201,7 @@ class DepthTrainTransform:
         img, depth = dataset_view(img, depth, resize_to=self.resize_to, kb=self.kb_crop)
         if self.nyu_crop:
             img, depth = nyu_crop(img, depth)
+        img, depth = rescale(img, depth, self.view_scale)
         img, depth = random_rotate(img, depth, rng, self.rotate_prob, self.rotate_degree)
         img, depth = random_flip(img, depth, rng, self.flip_prob)
         img, depth = random_crop(img, depth, rng, self.crop_size)

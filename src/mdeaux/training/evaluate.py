@@ -2,7 +2,7 @@
 value reached during training (paper Eq. 1).
 
 Each test image goes through the dataset-level view (KITTI's KB crop with its ground truth; a resize
-such as SUN RGB-D's 480x640 for the image only); the prediction, clamped to the dataset's depth range,
+such as SUN RGB-D's 480x640 and the mini profile's ``view_scale`` for the image only); the prediction, clamped to the dataset's depth range,
 is resized back to the ground truth's original size, as DINOv2's encode_decode resizes to ori_shape
 (dinov2 hub/depth/encoder_decoder.py); with flip TTA the prediction on the flipped image is flipped back and averaged.
 """
@@ -17,7 +17,7 @@ import torch
 
 from mdeaux.data.prepare import PreparedDataset
 from mdeaux.params import DepthAugment
-from mdeaux.training.depth_transforms import dataset_view
+from mdeaux.training.depth_transforms import dataset_view, rescale
 from mdeaux.training.losses import resize_to
 from mdeaux.training.metrics import METRICS, aggregate, evaluate_depth, is_better
 from mdeaux.training.runtime import Runtime, gather_objects
@@ -38,6 +38,7 @@ def predict_test_image(models: list, sample: dict, spec, aug: DepthAugment, flip
     """(image as viewed, ground truth, each model's prediction at the ground truth's size) of one test sample."""
     image, gt = dataset_view(sample["image"], sample["depth"], kb=aug.kb_crop)
     view = image if aug.resize_to is None else dataset_view(image, None, resize_to=aug.resize_to)[0]
+    view = rescale(view, None, aug.view_scale)[0]
     x = torch.from_numpy(normalize(view))[None].to(rt.device)
     if flip:  # the image and its mirror as one batch: one backbone pass, not two at batch 1
         x = torch.cat([x, x.flip(-1)])
