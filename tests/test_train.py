@@ -373,11 +373,11 @@ def test_evaluation_resizes_the_image_but_scores_at_the_original_size():
             return torch.full((1, 1, x.shape[-2] // 2, x.shape[-1] // 2), 2.0)
 
     data = StubData(2.0)
-    for update, seen in [({"resize_to": [240, 320], "view_scale": 1.0}, (240, 320)),
+    for change, seen in [({"resize_to": [240, 320], "view_scale": 1.0}, (240, 320)),
                          ({"resize_to": None, "view_scale": 0.25}, (120, 160)),  # the mini profile's quarter view
                          ({"resize_to": [240, 320], "view_scale": 0.25}, (60, 80))]:  # the resize first, then the scale
         model = Recorder()
-        metrics = evaluate([model], data, data.ids(), NYUV2, flip=False, aug=NYU_AUG.model_copy(update=update))[0]
+        metrics = evaluate([model], data, data.ids(), NYUV2, flip=False, aug=NYU_AUG.model_copy(update=change))[0]
         assert set(model.shapes) == {seen} and metrics["abs_rel"] == pytest.approx(0.0)
 
 
