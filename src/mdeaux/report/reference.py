@@ -28,6 +28,7 @@ from mdeaux.data.datasets.registry import get as get_spec
 from mdeaux.data.prepare import PreparedDataset
 from mdeaux.data.split import SplitFile
 from mdeaux.training.depth_transforms import dataset_view
+from mdeaux.training.evaluate import scored_ids
 from mdeaux.training.metrics import aggregate, evaluate_depth
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def reference(name: str, paths, params, progress: bool = True) -> Reference:
     spec, aug = get_spec(name), params.augment[name]
     data, split = PreparedDataset(paths.prepared_of(name)), SplitFile(paths.split_of(name))
     train_ids = split.train(1.0)
-    test_ids = split.test[: params.train.eval_max_images] if params.train.eval_max_images else split.test
+    test_ids = scored_ids(split, params.train.eval_max_images)
 
     def ground_truths(ids: list[str], what: str):
         for sample_id in tqdm(ids, desc=f"{name} {what}", unit="img", disable=not progress, leave=False):

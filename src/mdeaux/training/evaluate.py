@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from mdeaux.data.prepare import PreparedDataset
+from mdeaux.data.split import SplitFile
 from mdeaux.params import DepthAugment
 from mdeaux.training.depth_transforms import dataset_view, rescale
 from mdeaux.training.losses import resize_to
@@ -84,6 +85,11 @@ def predictions(models: list, data: PreparedDataset, ids: list[str], spec, aug: 
     for model in models:
         model.train()
     return arrays
+
+
+def scored_ids(split: SplitFile, max_images: int | None) -> list[str]:
+    """The test images every evaluation of a run scores (``train.eval_max_images``: the first N, or all)."""
+    return split.test[:max_images] if max_images else split.test
 
 
 def periodic_subset(ids: list[str], n: int | None, dataset: str) -> list[str]:

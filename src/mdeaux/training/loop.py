@@ -28,7 +28,7 @@ from mdeaux.paths import Paths
 from mdeaux.training.checkpoint import Preempted, StopSignal, load_checkpoint, save_checkpoint, trainable_state
 from mdeaux.training.cohort import cohort_key
 from mdeaux.training.config import RunConfig
-from mdeaux.training.evaluate import Best, evaluate, periodic_subset, predictions
+from mdeaux.training.evaluate import Best, evaluate, periodic_subset, predictions, scored_ids
 from mdeaux.training.runtime import Runtime, barrier
 from mdeaux.training.scheme import NonFiniteLoss, Trainer, backbone_features, build_run_model
 from mdeaux.training.stream import step_data, step_loader
@@ -134,9 +134,7 @@ def train_cohort(members: list[Member], paths: Paths, progress: bool = True, rt:
             p.member.logger = None
 
     test_data = PreparedDataset(paths.prepared_of(depth_name))
-    eval_ids = SplitFile(paths.split_of(depth_name)).test
-    if train.eval_max_images:
-        eval_ids = eval_ids[: train.eval_max_images]
+    eval_ids = scored_ids(SplitFile(paths.split_of(depth_name)), train.eval_max_images)
     # periodic evaluations on a fixed subset of a very large test split, the reported ones in full (params.yaml)
     periodic_ids = periodic_subset(eval_ids, train.periodic_eval_images, depth_name)
     subset = len(periodic_ids) < len(eval_ids)

@@ -40,7 +40,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mdeaux.data.datasets.spec import Archive, DatasetSpec, RawSample, read_png_uint16
 
