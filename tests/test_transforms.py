@@ -126,7 +126,7 @@ def test_random_rotate_depth_values_are_original_or_zero():
 def test_random_rotate_prob_zero_still_draws_angle():
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
     img, depth = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.float32)
-    out = D.random_rotate(img, depth, rng_a, prob=0.0)
+    out = D.random_rotate(img, depth, rng_a, prob=0.0, degree=2.5)
     assert out[0] is img and out[1] is depth
     rng_b.random(), rng_b.uniform(-2.5, 2.5)  # toolbox: rand() then uniform() regardless
     assert rng_a.random() == rng_b.random()
@@ -167,7 +167,7 @@ def test_color_aug_identity_and_clipping():
     # gamma first, then brightness, then colour, on 0-255 values: 10**2 * 0.5 * 2 = 100
     out = D.color_aug(img, rng, 1.0, gamma_range=(2, 2), brightness_range=(0.5, 0.5), color_range=(2, 2))
     np.testing.assert_allclose(out[0, 0], [255.0, 255.0, 100.0])
-    assert D.color_aug(img, rng, prob=0.0) is img
+    assert D.color_aug(img, rng, 0.0, (0.9, 1.1), (0.75, 1.25), (0.9, 1.1)) is img
 
 
 def test_depth_train_transform_shapes_and_reproducibility():
@@ -467,3 +467,94 @@ def test_sunrgbd_as_paper_and_as_dinov2_feeds_it():
     assert out_img.shape == (416, 480, 3)
     with pytest.raises(ValueError, match="nyu_crop needs an image of at least 472x608"):
         D.DepthTrainTransform(sun.model_copy(update={"resize_to": [640, 480]}))(img, depth, np.random.default_rng(0))
+
+
+# found by mutation testing (make mutate; docs/mutation.md): inputs that tell the surviving mutants of
+# training/depth_transforms.py apart
+def test_nyu_crop_bounds_and_messages():
+    """NYUCrop's slice ends at row 472 and column 608: an image of exactly 472x608 fits, one row or
+    column fewer does not; the messages name the sizes."""
+    ci, cd = D.nyu_crop(np.zeros((472, 608, 3), np.uint8), np.zeros((472, 608), np.float32))
+    assert ci.shape == (427, 565, 3) and cd.shape == (427, 565)
+    for h, w in [(471, 608), (472, 607)]:
+        with pytest.raises(ValueError, match=rf"got \({h}, {w}\)$"):
+            D.nyu_crop(np.zeros((h, w, 3), np.uint8), None)
+    for shape in [(480, 641), (479, 640)]:  # a depth map larger or smaller than the image
+        with pytest.raises(ValueError, match=rf"depth shape \({shape[0]}, {shape[1]}\) does not match image size \(480, 640\)$"):
+            D.nyu_crop(np.zeros((480, 640, 3), np.uint8), np.zeros(shape, np.float32))
+
+
+def test_kb_crop_bounds_tall_and_wide_frames():
+    """KBCrop keeps the bottom 352 rows and the centred 1216 columns of any frame at least that large."""
+    img, depth = _positional(352, 1216), _depth_positional(352, 1216)
+    ci, cd = D.kb_crop(img, depth)
+    assert np.array_equal(ci, img) and np.array_equal(cd, depth)  # exactly the crop's size: unchanged
+    for h, w in [(351, 1300), (400, 1215)]:
+        with pytest.raises(ValueError, match=f"at least 352x1216, got {h}x{w}"):
+            D.kb_crop(np.zeros((h, w, 3), np.uint8), None)
+    for shape in [(400, 1301), (399, 1300)]:
+        with pytest.raises(ValueError, match="does not match"):
+            D.kb_crop(np.zeros((400, 1300, 3), np.uint8), np.zeros(shape, np.float32))
+    img, depth = _positional(800, 2500), _depth_positional(800, 2500)  # top = 448, left = 642
+    ci, cd = D.kb_crop(img, depth)
+    assert cd.shape == (352, 1216) and cd[0, 0] == 1 + 448 * 1000 + 642 and cd[-1, -1] == 1 + 799 * 1000 + 1857
+    assert np.array_equal(ci, img[448:, 642:1858])
+
+
+def test_rotate_fills_the_border_with_black():
+    img = np.full((40, 60, 3), 255, np.uint8)
+    out, _ = D.rotate(img, None, 10.0)
+    assert out[0, 0].tolist() == [0, 0, 0] and out[-1, -1].tolist() == [0, 0, 0]
+    assert out[20, 30].tolist() == [255, 255, 255]
+
+
+def test_random_rotate_draws_its_angle_in_both_directions_and_refuses_negative_degrees():
+    img, depth = _positional(40, 60), _depth_positional(40, 60)
+    for seed in range(6):
+        ref = np.random.default_rng(seed)
+        ref.random()
+        angle = ref.uniform(-2.5, 2.5)  # toolbox: np.random.uniform(min(*degree), max(*degree)), degree = (-2.5, 2.5)
+        out = D.random_rotate(img, depth, np.random.default_rng(seed), prob=1.0, degree=2.5)
+        want = D.rotate(img, depth, angle)
+        assert np.array_equal(out[0], want[0]) and np.array_equal(out[1], want[1])
+    with pytest.raises(ValueError, match="degree must be >= 0, got -0.5"):
+        D.random_rotate(img, depth, np.random.default_rng(0), prob=1.0, degree=-0.5)
+
+
+def test_random_crop_offsets_span_the_whole_margin():
+    """Offsets are uniform over 0..margin in both axes (randint(0, margin + 1)), image and depth cut at
+    the same window, for margins much larger than the crop, of 1, and without a depth map."""
+    img, depth = _positional(100, 100), _depth_positional(100, 100)
+    rng, tops, lefts = np.random.default_rng(0), set(), set()
+    for _ in range(200):
+        ci, cd = D.random_crop(img, depth, rng, (10, 10))
+        top, left = divmod(int(cd[0, 0]) - 1, 1000)
+        assert ci.shape == (10, 10, 3) and np.array_equal(cd, depth[top : top + 10, left : left + 10])
+        assert np.array_equal(ci, img[top : top + 10, left : left + 10])
+        tops.add(top), lefts.add(left)
+    assert max(tops) > 80 and max(lefts) > 80 and min(tops) < 10 and min(lefts) < 10
+    lefts = {int(D.random_crop(img[:10, :11], None, rng, (10, 10))[0][0, 0, 1]) for _ in range(40)}
+    assert lefts == {0, 1}  # a margin of 1: both offsets
+    with pytest.raises(ValueError, match="larger than the image"):
+        D.random_crop(img, depth, rng, (10, 101))
+    for shape in [(100, 101), (99, 100)]:
+        with pytest.raises(ValueError, match="does not match"):
+            D.random_crop(img, np.zeros(shape, np.float32), rng, (10, 10))
+
+
+def test_rescale_keeps_at_least_one_pixel_and_leaves_factor_one_alone():
+    img, depth = _positional(2, 2), _depth_positional(2, 2)
+    si, sd = D.rescale(img, depth, 0.25)
+    assert si.shape == (1, 1, 3) and sd.shape == (1, 1)
+    same = D.rescale(img, depth, 1.0)
+    assert same[0] is img and same[1] is depth
+
+
+def test_colour_augmented_images_are_clipped_to_0_255_as_uint8():
+    """The transform rounds ColorAug's floats back to uint8: black stays 0 and white, brightened, is 255."""
+    recipe = RECIPES["nyuv2"].model_copy(update={"rotate_prob": 0, "flip_prob": 0, "color_prob": 1.0,
+                                                 "brightness_range": [1.25, 1.25]})
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[:, 320:] = 255
+    ci, _ = D.DepthTrainTransform(recipe)(img, np.ones((480, 640), np.float32), np.random.default_rng(0))
+    assert ci.dtype == np.uint8 and set(np.unique(ci).tolist()) == {0, 255}

@@ -82,8 +82,8 @@ def random_rotate(
     img: np.ndarray,
     depth: np.ndarray | None,
     rng: np.random.Generator,
-    prob: float = 0.5,
-    degree: float = 2.5,
+    prob: float,
+    degree: float,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Toolbox RandomRotate(prob=0.5, degree=2.5): angle ~ U(-degree, degree), applied with ``prob``."""
     check_prob(prob)
@@ -97,7 +97,7 @@ def random_rotate(
 
 
 def random_crop(
-    img: np.ndarray, depth: np.ndarray | None, rng: np.random.Generator, size: Sequence[int] = (416, 544)
+    img: np.ndarray, depth: np.ndarray | None, rng: np.random.Generator, size: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Toolbox RandomCrop(crop_size=(h, w)): uniform offset, same window on image and depth.
 
@@ -120,10 +120,10 @@ def random_crop(
 def color_aug(
     img: np.ndarray,
     rng: np.random.Generator,
-    prob: float = 0.5,
-    gamma_range: Sequence[float] = (0.9, 1.1),
-    brightness_range: Sequence[float] = (0.75, 1.25),
-    color_range: Sequence[float] = (0.9, 1.1),
+    prob: float,
+    gamma_range: Sequence[float],
+    brightness_range: Sequence[float],
+    color_range: Sequence[float],
 ) -> np.ndarray:
     """Toolbox ColorAug: ``clip(img**gamma * brightness * colour[c], 0, 255)`` with probability ``prob``.
 
