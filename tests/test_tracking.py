@@ -183,14 +183,21 @@ def test_study_parents_are_created_once_and_found_by_tag(paths):
     assert exp.artifact_location == paths.mlflow_artifacts.resolve().as_uri()
 
 
-def test_processes_creating_a_new_store_at_once_leave_a_complete_database(tmp_path):
+@pytest.mark.parametrize("entry", ["setup", "ensure_parents"])
+def test_processes_creating_a_new_store_at_once_leave_a_complete_database(tmp_path, entry):
     """Two experiments sharing a new store open its mlflow.db at the same moment (CI failure of stop 18:
     "table _alembic_tmp_latest_metrics already exists"). Without the lock in ``setup`` two of four
-    processes started together fail in MLflow's schema migration and leave the database half migrated."""
+    processes started together fail in MLflow's schema migration and leave the database half migrated.
+    ``ensure_parents`` (what ``mdeaux train`` calls) opened a client, which creates the database, before
+    taking that lock (CI failure of this session: "_alembic_tmp_tags already exists")."""
     db, start = tmp_path / "mlflow.db", time.time() + 8  # every process has imported mlflow by then
+    call = {"setup": "tracking.setup(uri, 'mini', art)",
+            "ensure_parents": "tracking.ensure_parents(uri, 'mini', art, {'table3': 'Table 3'}, db.parent / '.mlflow.lock')"}
     code = ("import sys, time; from pathlib import Path; from mdeaux.runs import tracking\n"
+            "db = Path(sys.argv[1]); uri, art = 'sqlite:///' + sys.argv[1], db.parent / 'mlartifacts'\n"
             "while time.time() < float(sys.argv[2]): time.sleep(0.001)\n"
-            "print(tracking.setup('sqlite:///' + sys.argv[1], 'mini', Path(sys.argv[1]).parent / 'mlartifacts'))")
+            f"{call[entry]}\n"
+            "print(tracking.setup(uri, 'mini', art))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(start)], env=clean_env(), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     out = [p.communicate(timeout=120) for p in procs]

@@ -265,8 +265,8 @@ def ensure_parents(uri: str, profile: str, artifacts: Path | None, studies: Mapp
     """
     from mlflow.entities import Param
 
+    experiment_id = setup(uri, profile, artifacts)  # first: opening a client creates a new database, under setup's lock
     client = _client(uri)
-    experiment_id = setup(uri, profile, artifacts)
     with _locked(lock):
         found = _parents(client, experiment_id, "study")
         container = _parents(client, experiment_id, "runs").get("")
