@@ -243,14 +243,14 @@ def test_mmseg_resize_sizes():
     img = rng.integers(0, 256, (512, 683, 3)).astype(np.uint8)
     label = rng.choice(np.array([0, 3, 7, 255], np.uint8), size=(512, 683))
     # ratio 1: scale (2048, 512); factor = min(2048 / 683, 512 / 512) = 1 -> unchanged
-    ri, rl = S.mmseg_resize(img, label, rng, ratio_range=(1.0, 1.0))
+    ri, rl = S.mmseg_resize(img, label, rng, (2048, 512), (1.0, 1.0))
     assert ri.shape == (512, 683, 3) and np.array_equal(ri, img) and np.array_equal(rl, label)
     # ratio 0.5: scale (1024, 256); factor = min(1024 / 683, 256 / 512) = 0.5 -> (int(341.5 + 0.5), 256)
-    ri, rl = S.mmseg_resize(img, label, rng, ratio_range=(0.5, 0.5))
+    ri, rl = S.mmseg_resize(img, label, rng, (2048, 512), (0.5, 0.5))
     assert ri.shape == (256, 342, 3) and rl.shape == (256, 342)
     assert set(np.unique(rl)) <= {0, 3, 7, 255}  # nearest keeps label values
     # small wide image: factor = min(2048 / 100, 512 / 50) = 10.24 -> (1024, 512)
-    ri, rl = S.mmseg_resize(np.zeros((50, 100, 3), np.uint8), np.zeros((50, 100), np.uint8), rng, ratio_range=(1, 1))
+    ri, rl = S.mmseg_resize(np.zeros((50, 100, 3), np.uint8), np.zeros((50, 100), np.uint8), rng, (2048, 512), (1, 1))
     assert ri.shape == (512, 1024, 3) and rl.shape == (512, 1024)
     assert S.rescale_size(683, 512, (2048, 512)) == (683, 512)
 
@@ -272,7 +272,7 @@ def test_mmseg_random_crop_retries_until_ratio_ok():
         first_pass = next((i for i, d in enumerate(draws[:10]) if d in passing), None)
         if first_pass is None or first_pass == 0:
             continue
-        ci, cl = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), 0.75)
+        ci, cl = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), 0.75, 255)
         assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[first_pass]
         assert np.array_equal(cl, label[draws[first_pass][0] :][:4, draws[first_pass][1] :][:, :4])
         checked += 1
@@ -281,13 +281,15 @@ def test_mmseg_random_crop_retries_until_ratio_ok():
 
 def test_mmseg_random_crop_gives_up_after_ten_retries():
     img, label = _positional(8, 8), np.zeros((8, 8), np.uint8)  # one class: no crop can pass
-    ref = np.random.default_rng(9)
-    draws = [(int(ref.integers(0, 5)), int(ref.integers(0, 5))) for _ in range(11)]
-    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 0.75)
-    assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[10]  # the 11th draw is used unchecked
-    # cat_max_ratio = 1 disables the check: first draw
-    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(9), (4, 4), 1.0)
-    assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[0]
+    for seed in range(10):
+        ref = np.random.default_rng(seed)
+        draws = [(int(ref.integers(0, 5)), int(ref.integers(0, 5))) for _ in range(11)]
+        ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), 0.75, 255)
+        assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[10]  # the 11th draw is used unchecked
+        # cat_max_ratio = 1 (or more: mmseg checks `cat_max_ratio < 1.`) disables the check: first draw
+        for off in (1.0, 1.5):
+            ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (4, 4), off, 255)
+            assert (int(ci[0, 0, 0]), int(ci[0, 0, 1])) == draws[0]
 
 
 def test_mmseg_random_crop_ignores_255():
@@ -295,19 +297,19 @@ def test_mmseg_random_crop_ignores_255():
     label[:, 0] = 1
     label[:, 1:3] = 2  # in the 4x4 crop at (0, 0): class1 4 px, class2 8 px, 255 4 px -> 8/12 < 0.75
     img = _positional(4, 8)
-    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(0), (4, 4), 0.75)
+    ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(0), (4, 4), 0.75, 255)
     assert ci[0, 0, 1] == 0  # only offset 0 passes (others hold < 2 classes or ratio >= 0.75)
 
 
 def test_pad_to_fills_255_in_label():
     img = np.full((2, 3, 3), 9, np.uint8)
     label = np.ones((2, 3), np.uint8)
-    pi, pl = S.pad_to(img, label, (4, 5), pad_val=(1, 2, 3))
+    pi, pl = S.pad_to(img, label, (4, 5), (1, 2, 3), 255)
     assert pi.shape == (4, 5, 3) and pl.shape == (4, 5)
     assert np.all(pi[:2, :3] == 9) and tuple(pi[3, 4]) == (1, 2, 3) and tuple(pi[0, 4]) == (1, 2, 3)
     assert np.all(pl[:2, :3] == 1) and np.all(pl[2:] == 255) and np.all(pl[:, 3:] == 255)
     with pytest.raises(ValueError, match="smaller than the image"):
-        S.pad_to(img, label, (1, 5))
+        S.pad_to(img, label, (1, 5), 0, 255)
 
 
 # ---------------------------------------------------------------------------------------------- HSV / photometric
@@ -355,8 +357,11 @@ def test_photometric_identity_with_zero_deltas_and_unit_ranges():
         assert np.array_equal(out, img)
 
 
-def test_photometric_replays_mmseg_order():
-    img = np.array([[[100, 50, 200], [10, 250, 30]]], np.uint8)
+@pytest.mark.parametrize("hue_delta", [18, 1])  # mmseg's default; 1: shifts of -1 and 0 only
+def test_photometric_replays_mmseg_order(hue_delta):
+    # hues 130, 63, 0 (pure red), 179 and 1 (OpenCV units): shifts wrap around 180 both ways
+    img = np.array([[[100, 50, 200], [10, 250, 30], [255, 0, 0], [255, 0, 8], [255, 6, 0]]], np.uint8)
+    assert T.rgb_to_hsv_u8(img)[0, :, 0].tolist() == [130, 63, 0, 179, 1]
     for seed in range(30):
         ref = np.random.default_rng(seed)
         x = img.copy()
@@ -377,11 +382,11 @@ def test_photometric_replays_mmseg_order():
             x = T.hsv_to_rgb_u8(hsv)
         if ref.integers(2):
             hsv = T.rgb_to_hsv_u8(x)
-            hsv[..., 0] = (hsv[..., 0].astype(int) + int(ref.integers(-18, 18))) % 180
+            hsv[..., 0] = (hsv[..., 0].astype(int) + int(ref.integers(-hue_delta, hue_delta))) % 180
             x = T.hsv_to_rgb_u8(hsv)
         if mode == 0:
             x = contrast(x)
-        assert np.array_equal(S.photo_metric_distortion(img, np.random.default_rng(seed)), x)
+        assert np.array_equal(S.photo_metric_distortion(img, np.random.default_rng(seed), hue_delta=hue_delta), x)
 
 
 def test_photometric_brightness_truncates_and_clips():
@@ -558,3 +563,139 @@ def test_colour_augmented_images_are_clipped_to_0_255_as_uint8():
     img[:, 320:] = 255
     ci, _ = D.DepthTrainTransform(recipe)(img, np.ones((480, 640), np.float32), np.random.default_rng(0))
     assert ci.dtype == np.uint8 and set(np.unique(ci).tolist()) == {0, 255}
+
+
+# found by mutation testing (make mutate; docs/mutation.md): inputs that tell the surviving mutants of
+# training/seg_transforms.py apart
+def test_rescale_size_when_the_long_edge_binds():
+    # a 1000 x 100 panorama into (2048, 512): factor = min(2048 / 1000, 512 / 100) = 2.048 -> (2048, int(204.8 + 0.5))
+    assert S.rescale_size(1000, 100, (2048, 512)) == (2048, 205)
+    assert S.rescale_size(100, 1000, (512, 2048)) == (205, 2048)  # a portrait, the scale's pair in either order
+
+
+def test_mmseg_resize_draws_its_ratio_over_the_range_and_refuses_empty_targets():
+    img, label = np.zeros((10, 100, 3), np.uint8), np.zeros((10, 100), np.uint8)
+    widths = set()
+    for seed in range(20):
+        # mmseg random_sample_ratio: ratio = random_sample() * (max - min) + min; scale (200, 100) x ratio;
+        # the long edge binds (int(200 r) / 100 < int(100 r) / 10), so the width becomes int(200 r)
+        ratio = np.random.default_rng(seed).random() * (2.0 - 0.5) + 0.5
+        ri, rl = S.mmseg_resize(img, label, np.random.default_rng(seed), (200, 100), (0.5, 2.0))
+        assert ri.shape[1] == rl.shape[1] == int(200 * ratio)
+        widths.add(ri.shape[1])
+    assert min(widths) < 150 < max(widths)
+    # a target of one pixel is valid: scale (4, 1) puts a 10 x 10 image into 1 x 1
+    square, square_label = np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.uint8)
+    assert S.mmseg_resize(square, square_label, np.random.default_rng(0), (4, 1), (1.0, 1.0))[0].shape == (1, 1, 3)
+    for scale, ratio in (((1, 1), (0.5, 0.5)), ((-8, 8), (1.0, 1.0))):
+        with pytest.raises(ValueError, match="empty target"):
+            S.mmseg_resize(img, label, np.random.default_rng(0), scale, ratio)
+    for ratio in ((0.0, 1.0), (-0.5, 1.0)):
+        with pytest.raises(ValueError, match="ratio_range must be positive"):
+            S.mmseg_resize(img, label, np.random.default_rng(0), (200, 100), ratio)
+
+
+def _mmseg_random_crop_reference(label, seed, crop, cat_max_ratio, ignore_index=255):
+    """mmseg 0.27 RandomCrop.__call__ and get_crop_bbox, with numpy's Generator for np.random: the offsets."""
+    rng = np.random.default_rng(seed)
+    (h, w), (ch, cw) = label.shape, crop
+
+    def bbox():
+        return int(rng.integers(0, max(h - ch, 0) + 1)), int(rng.integers(0, max(w - cw, 0) + 1))
+
+    oy, ox = bbox()
+    if cat_max_ratio < 1.0:
+        for _ in range(10):
+            labels, cnt = np.unique(label[oy:oy + ch, ox:ox + cw], return_counts=True)
+            cnt = cnt[labels != ignore_index]
+            if len(cnt) > 1 and np.max(cnt) / np.sum(cnt) < cat_max_ratio:
+                break
+            oy, ox = bbox()
+    return oy, ox
+
+
+def test_mmseg_random_crop_replays_mmseg_on_odd_margins():
+    # margins 7 and 9 and a 5 x 6 crop: offsets whose bits overlap the crop size's, so `oy | ch` is not `oy + ch`;
+    # a checkerboard of 6 x 7 blocks and a corner of 255, so many crops hold one class only
+    ys, xs = np.mgrid[0:12, 0:15]
+    label = (((ys // 6) + (xs // 7)) % 2).astype(np.uint8)
+    label[:6, :7] = 255
+    img = _positional(12, 15)
+    offsets, redrawn = set(), 0
+    for seed in range(200):
+        oy, ox = _mmseg_random_crop_reference(label, seed, (5, 6), 0.75)
+        ci, cl = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (5, 6), 0.75, 255)
+        assert np.array_equal(ci, img[oy:oy + 5, ox:ox + 6]) and np.array_equal(cl, label[oy:oy + 5, ox:ox + 6])
+        offsets.add((oy, ox))
+        redrawn += (oy, ox) != _mmseg_random_crop_reference(label, seed, (5, 6), 1.0)
+    assert 10 < redrawn < 190  # the check passed some first draws and refused others
+    # without the check, the offsets are uniform over the whole margin: 0..7 down, 0..9 across
+    first = {_mmseg_random_crop_reference(label, seed, (5, 6), 1.0) for seed in range(300)}
+    for seed in range(300):
+        ci, _ = S.mmseg_random_crop(img, label, np.random.default_rng(seed), (5, 6), 1.0, 255)
+        offsets.add((int(ci[0, 0, 0]), int(ci[0, 0, 1])))
+    assert {o[0] for o in first} == {o[0] for o in offsets} == set(range(8))
+    assert {o[1] for o in first} == {o[1] for o in offsets} == set(range(10))
+    # an image no larger than the crop is taken whole
+    for shape in ((5, 6), (4, 3)):
+        whole, whole_label = _positional(*shape), np.zeros(shape, np.uint8)
+        for seed in range(20):
+            ci, cl = S.mmseg_random_crop(whole, whole_label, np.random.default_rng(seed), (5, 6), 1.0, 255)
+            assert np.array_equal(ci, whole) and cl.shape == shape
+
+
+def test_photometric_refuses_negative_deltas():
+    for bad in ({"brightness_delta": -1}, {"hue_delta": -1}):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            S.photo_metric_distortion(np.zeros((1, 1, 3), np.uint8), np.random.default_rng(0), **bad)
+
+
+def test_pad_to_takes_one_fill_or_one_per_channel_and_a_label_of_the_image_size():
+    img, label = np.full((2, 3, 3), 9, np.uint8), np.ones((2, 3), np.uint8)
+    pi, pl = S.pad_to(img, label, (3, 4), 7, 255)  # a number fills every channel
+    assert pi[2].tolist() == [[7, 7, 7]] * 4 and pi[:2, 3].tolist() == [[7, 7, 7]] * 2 and pl[2, 0] == 255
+    assert S.pad_to(img, None, (3, 4), 7, 255)[1] is None
+    for bad in ((1, 2), (1, 2, 3, 4), ((1, 2, 3),)):
+        with pytest.raises(ValueError, match="pad_val must be"):
+            S.pad_to(img, label, (3, 4), bad, 255)
+    for shape in ((2, 2), (2, 4), (1, 3), (2, 3, 1)):
+        with pytest.raises(ValueError, match="label shape"):
+            S.pad_to(img, np.ones(shape, np.uint8), (3, 4), 0, 255)
+
+
+def test_seg_train_transform_checks_its_recipe():
+    base = RECIPES["ade20k"]
+    for bad in ([512], [2048, 512, 1], [0, 512], [-1, 512], [2048, 0]):
+        with pytest.raises(ValueError, match="img_scale"):
+            S.SegTrainTransform(base.model_copy(update={"img_scale": bad}))
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="cat_max_ratio"):
+            S.SegTrainTransform(base.model_copy(update={"cat_max_ratio": bad}))
+    S.SegTrainTransform(base.model_copy(update={"img_scale": [64, 1], "cat_max_ratio": 1.0}))  # both bounds valid
+
+
+@pytest.mark.parametrize("photometric", [False, True])
+def test_seg_train_transform_runs_mmseg_steps_in_order_with_its_recipe(photometric):
+    # a wide image whose long edge binds: img_scale (256, 64) resizes 16 x 128 to 32 x 256, (64, 64) would give 8 x 64;
+    # most of the label is 255, which RandomCrop ignores (counted, no crop would pass cat_max_ratio 0.75)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (16, 128, 3)).astype(np.uint8)
+    label = np.kron(rng.choice(np.array([1, 2, 255], np.uint8), size=(4, 32), p=[0.1, 0.1, 0.8]), np.ones((4, 4), np.uint8))
+    recipe = {"img_scale": [256, 64], "ratio_range": [1.0, 1.0], "crop_size": [32, 64], "cat_max_ratio": 0.75,
+              "flip_prob": 0.0, "photometric": photometric}
+    t = S.SegTrainTransform(RECIPES["ade20k"].model_copy(update=recipe))
+    counting_255 = 0
+    for seed in range(8):
+        r = np.random.default_rng(seed)
+        ri, rl = S.mmseg_resize(img, label, r, (256, 64), (1.0, 1.0))
+        assert ri.shape == (32, 256, 3)
+        ci, cl = S.mmseg_random_crop(ri, rl, r, (32, 64), 0.75, 255)
+        ci, cl = T.random_flip(ci, cl, r, 0.0)
+        if photometric:
+            ci = S.photo_metric_distortion(ci, r)
+        oi, ol = t(img, label, np.random.default_rng(seed))
+        assert np.array_equal(oi, ci) and np.array_equal(ol, cl)
+        r = np.random.default_rng(seed)
+        S.mmseg_resize(img, label, r, (256, 64), (1.0, 1.0))
+        counting_255 += not np.array_equal(S.mmseg_random_crop(ri, rl, r, (32, 64), 0.75, 254)[1], cl)
+    assert counting_255 > 0  # the label tells an ignore index of 255 from none

@@ -38,10 +38,11 @@ def mmseg_resize(
     img: np.ndarray,
     label: np.ndarray,
     rng: np.random.Generator,
-    img_scale: tuple[int, int] = (2048, 512),  # mmseg ade20k.py Resize(img_scale=(2048, 512))
-    ratio_range: tuple[float, float] = (0.5, 2.0),  # mmseg ade20k.py ratio_range=(0.5, 2.0)
+    img_scale: tuple[int, int],
+    ratio_range: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """mmseg Resize(img_scale, ratio_range, keep_ratio=True): random ratio, then mmcv.imrescale.
+    """mmseg Resize(img_scale, ratio_range, keep_ratio=True): random ratio, then mmcv.imrescale. The
+    values are params.yaml's ``augment`` recipes (mmseg ade20k.py: img_scale=(2048, 512), ratio_range=(0.5, 2.0)).
 
     Image bilinear (cv2 INTER_LINEAR), label nearest (cv2 INTER_NEAREST).
     """
@@ -63,12 +64,14 @@ def mmseg_random_crop(
     img: np.ndarray,
     label: np.ndarray,
     rng: np.random.Generator,
-    crop_size: tuple[int, int] = (512, 512),  # mmseg ade20k.py crop_size = (512, 512)
-    cat_max_ratio: float = 0.75,  # mmseg ade20k.py RandomCrop(cat_max_ratio=0.75)
-    ignore_index: int = 255,  # mmseg RandomCrop ignore_index=255
+    crop_size: tuple[int, int],
+    cat_max_ratio: float,
+    ignore_index: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """mmseg RandomCrop: crop (h, w) (smaller if the image is smaller), re-drawn up to 10 times while
-    one class covers >= cat_max_ratio of the non-ignored crop pixels or fewer than 2 classes are present.
+    one class covers >= cat_max_ratio of the non-ignored crop pixels or fewer than 2 classes are present
+    (mmseg ade20k.py: crop_size=(512, 512), cat_max_ratio=0.75; ignore_index 255). A cat_max_ratio of 1
+    or more turns the check off, as in mmseg.
     """
     check_image(img)
     check_map(label, img, "label", np.uint8)
@@ -150,10 +153,11 @@ def pad_to(
     img: np.ndarray,
     label: np.ndarray | None,
     size: tuple[int, int],
-    pad_val: int | Sequence[int] = 0,  # mmseg Pad(pad_val=0)
-    seg_pad_val: int = 255,  # mmseg Pad(seg_pad_val=255)
+    pad_val: int | Sequence[int],
+    seg_pad_val: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """mmseg Pad(size=(h, w)) / mmcv.impad: pad bottom and right up to ``size``."""
+    """mmseg Pad(size=(h, w)) / mmcv.impad: pad bottom and right of an (h, w, C) image and its (h, w)
+    label up to ``size`` (mmseg Pad: pad_val=0 on the normalised image, seg_pad_val=255)."""
     th, tw = check_size(size, "size")
     h, w = img.shape[:2]
     if h > th or w > tw:
@@ -166,7 +170,7 @@ def pad_to(
     out[:h, :w] = img
     out_label = None
     if label is not None:
-        if label.shape[:2] != (h, w):
+        if label.shape != (h, w):
             raise ValueError(f"label shape {label.shape} does not match image size {(h, w)}")
         out_label = np.full((th, tw), seg_pad_val, dtype=label.dtype)
         out_label[:h, :w] = label
