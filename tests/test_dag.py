@@ -1,7 +1,7 @@
 """The whole DAG on the smoke world (pipeline/smoke.yaml), in a fresh copy of the repository.
 
-Covers: every stage runs; the same DAG run by `make smoke` in another folder gives the same dvc.lock
-and reports/ byte for byte; a second `dvc repro` reruns nothing; `dvc exp run -S alpha=0.8` trains only
+Covers: every stage runs; the same DAG run by `make smoke` in another folder (sharing the run store, so
+the grid trains once) gives the same dvc.lock and reports/ byte for byte; a second `dvc repro` reruns nothing; `dvc exp run -S alpha=0.8` trains only
 the alpha-dependent runs and reuses the baselines; MLflow holds the runs with their params.
 """
 
@@ -87,9 +87,11 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     dest, env = repo
     sh(["dvc", "repro"], dest, env)
     # the same DAG in another folder, as `make smoke` runs it (a DVC experiment setting pipeline/smoke.yaml
-    # with -S): dvc.lock and reports/ come out byte for byte the same (no paths, times or random ids)
+    # with -S): dvc.lock and reports/ come out byte for byte the same (no paths, times or random ids). It
+    # shares this folder's run store (MDEAUX_STORE, as teammates on one disk do), so the grid trains once:
+    # that a run trained again gives the same files bit for bit is tests/test_cohort.py's (alone vs cohort)
     other = dest.parent.parent / "elsewhere" / "another-name"
-    other_env = copy_repo(other)
+    other_env = dict(copy_repo(other), MDEAUX_STORE=str(dest))
     sh(["mdeaux", "smoke"], other, other_env)
     mine, theirs = tracked_outputs(dest), tracked_outputs(other)
     assert sorted(mine) == sorted(theirs)

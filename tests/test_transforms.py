@@ -357,8 +357,9 @@ def test_photometric_identity_with_zero_deltas_and_unit_ranges():
         assert np.array_equal(out, img)
 
 
-@pytest.mark.parametrize("hue_delta", [18, 1])  # mmseg's default; 1: shifts of -1 and 0 only
+@pytest.mark.parametrize("hue_delta", [None, 1])  # None: mmseg's default, 18; 1: shifts of -1 and 0 only
 def test_photometric_replays_mmseg_order(hue_delta):
+    delta = 18 if hue_delta is None else hue_delta  # mmseg PhotoMetricDistortion(hue_delta=18)
     # hues 130, 63, 0 (pure red), 179 and 1 (OpenCV units): shifts wrap around 180 both ways
     img = np.array([[[100, 50, 200], [10, 250, 30], [255, 0, 0], [255, 0, 8], [255, 6, 0]]], np.uint8)
     assert T.rgb_to_hsv_u8(img)[0, :, 0].tolist() == [130, 63, 0, 179, 1]
@@ -382,11 +383,12 @@ def test_photometric_replays_mmseg_order(hue_delta):
             x = T.hsv_to_rgb_u8(hsv)
         if ref.integers(2):
             hsv = T.rgb_to_hsv_u8(x)
-            hsv[..., 0] = (hsv[..., 0].astype(int) + int(ref.integers(-hue_delta, hue_delta))) % 180
+            hsv[..., 0] = (hsv[..., 0].astype(int) + int(ref.integers(-delta, delta))) % 180
             x = T.hsv_to_rgb_u8(hsv)
         if mode == 0:
             x = contrast(x)
-        assert np.array_equal(S.photo_metric_distortion(img, np.random.default_rng(seed), hue_delta=hue_delta), x)
+        given = {} if hue_delta is None else {"hue_delta": hue_delta}
+        assert np.array_equal(S.photo_metric_distortion(img, np.random.default_rng(seed), **given), x)
 
 
 def test_photometric_brightness_truncates_and_clips():

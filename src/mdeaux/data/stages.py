@@ -47,8 +47,11 @@ def prepare(paths: Paths, params: Params, names: list[str]) -> None:
 
 
 def validate(paths: Paths, params: Params, names: list[str]) -> None:
-    from mdeaux.data.validate import validate_dataset
+    """Validate each dataset and write its report; a violation in one does not stop the others, and
+    the stage fails at the end naming every dataset that failed."""
+    from mdeaux.data.validate import ValidationError, validate_dataset
 
+    failed = []
     for name in names:
         spec = get(name)
         # exact split sizes: what the mini world wrote, or the official sizes where published
@@ -56,11 +59,18 @@ def validate(paths: Paths, params: Params, names: list[str]) -> None:
         if params.profile == "mini":
             counts = params.synth.counts.get(name)
             expected = counts.model_dump(exclude_none=True) if counts else None
-        validate_dataset(spec, paths.prepared_of(name), paths.validation_reports / name,
-                         min_valid_frac=params.validate_.min_valid_frac, expected_counts=expected,
-                         max_depth_sanity=params.validate_.max_depth_sanity,
-                         min_depth_max_sanity=params.validate_.min_depth_max_sanity)
+        try:
+            validate_dataset(spec, paths.prepared_of(name), paths.validation_reports / name,
+                             min_valid_frac=params.validate_.min_valid_frac, expected_counts=expected,
+                             max_depth_sanity=params.validate_.max_depth_sanity,
+                             min_depth_max_sanity=params.validate_.min_depth_max_sanity)
+        except ValidationError as e:
+            log.error("%s", e)
+            failed.append(str(e))
+            continue
         log.info("%s: validation passed; report in %s", name, paths.validation_reports / name / "index.html")
+    if failed:
+        raise ValidationError(f"{len(failed)} of {len(names)} dataset(s) failed validation:\n" + "\n".join(failed))
 
 
 def split(paths: Paths, params: Params) -> None:
