@@ -467,3 +467,41 @@ def test_the_gpu_switches_reach_the_step_and_keep_the_cpu_numbers():
     depth = SampleSource(IdData(), [str(i) for i in range(4)], "depth", noisy_image, 0, "nyuv2")
     plain, pinned = (list(step_loader(StepData(depth, [], batch_size=2), 0, 3, 0, pin=pin)) for pin in (False, True))
     assert all(torch.equal(a, b) for p, q in zip(plain, pinned) for a, b in zip(p["depth"], q["depth"]))
+
+
+# found by mutation testing (make mutate; docs/mutation.md): what the surviving mutants of training/evaluate.py changed
+class RecordsMode(ReadsImage):
+    """ReadsImage that records whether it was in training mode each time it predicted."""
+
+    def __init__(self):
+        super().__init__(-0.5, 0.5)
+        self.modes = []
+
+    def depth(self, x=None, feats=None):
+        self.modes.append(self.training)
+        return super().depth(feats=feats)
+
+
+def test_predictions_are_flip_tta_in_eval_mode_and_evaluation_restores_training_mode():
+    from mdeaux.training.evaluate import predictions
+
+    data, model = DarkLeftQuarter(0.0), RecordsMode()
+    model.train()
+    (saved,) = predictions([model], data, data.ids(), NYUV2, NYU_AUG, Runtime())
+    assert sorted(saved) == ["gt_0", "gt_1", "ids", "image_0", "image_1", "pred_0", "pred_1"]
+    assert saved["ids"].tolist() == data.ids() and saved["pred_0"].dtype == saved["gt_0"].dtype == np.float16
+    # with the flip, the prediction is the depth map up to the resize at the seams (without it, 3 m on half the image)
+    assert np.mean(np.abs(saved["pred_0"].astype(np.float32) - saved["gt_0"]) > 0.1) < 0.05
+    evaluate([model], data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
+    assert model.modes == [False] * 4 and model.training  # eval mode while predicting, training mode after
+
+
+def test_the_periodic_subset_is_all_images_up_to_n_else_n_fixed_by_the_dataset_name():
+    from mdeaux.training.evaluate import periodic_subset
+
+    ids = [f"s{i:03d}" for i in range(100)]
+    assert periodic_subset(ids, None, "taskonomy") == periodic_subset(ids, 100, "taskonomy") == ids
+    assert periodic_subset(ids[:5], 10, "taskonomy") == ids[:5]
+    subset = periodic_subset(ids, 10, "taskonomy")
+    assert len(set(subset)) == 10 and subset == sorted(subset) and set(subset) < set(ids)
+    assert periodic_subset(ids, 10, "taskonomy") == subset != periodic_subset(ids, 10, "matterport3d")
