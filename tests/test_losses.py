@@ -471,3 +471,77 @@ def test_depth_loss_follows_train_grad_loss_and_its_weight():
     assert loss("dinov2") == pytest.approx(sig + 0.5 * across, rel=1e-6)
     two = SigLoss(warm_up=False)(pred[:2], gt[:2], it=10).item()
     assert loss("dinov2", batch=2) == pytest.approx(two, rel=1e-6)  # DINOv2's indexing: zero at batch 2
+
+
+# found by mutation testing (make mutate; docs/mutation.md): inputs that tell the surviving mutants of
+# training/losses.py apart
+def test_every_loss_refuses_bad_settings_and_shapes_on_both_sides():
+    from mdeaux.training.losses import recon_loss
+
+    for bad in ({"eps": -0.5}, {"warm_iter": -1}, {"on_empty": "nan"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SigLoss(**bad)
+    assert SigLoss(eps=0.0, warm_iter=0)(PRED, GT).item() > 0  # both bounds are valid
+    for bad in ({"eps": -0.5}, {"on_empty": "nan"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GradientLoss(**bad)
+    for it in (True, 1.0, -1):  # a bool is an int to Python, not an iteration number
+        with pytest.raises(ValueError, match="0-based iteration"):
+            SigLoss()(PRED, GT, it=it)
+    logits, label = torch.zeros(2, 3, 2, 2), torch.zeros(2, 2, 2, dtype=torch.long)
+    for loss in (mldc_loss, slc_loss, seg_ce_loss):
+        for bad_logits in (logits[0], logits[None]):  # 3-D and 5-D
+            with pytest.raises(ValueError, match=r"logits must be \(B, K, h, w\)"):
+                loss(bad_logits, label)
+        for bad_label in (label[0], label[None], label[:1], torch.zeros(3, 2, 2, dtype=torch.long)):
+            with pytest.raises(ValueError, match=r"label must be \(B, H, W\) with B = 2,"):
+                loss(logits, bad_label)
+    image = torch.zeros(2, 3, 4, 4)
+    for bad_image in (image[:1], torch.zeros(3, 3, 4, 4), torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, 4)):
+        with pytest.raises(ValueError, match="input must be"):
+            recon_loss(torch.zeros(2, 3, 2, 2), bad_image)
+
+
+def test_sigloss_leaves_out_negative_depths_and_names_the_pixels_it_needs():
+    # a negative depth is invalid (DINOv2: valid_mask = target > 0), as a zero is
+    gt = torch.cat([GT.flatten(), torch.tensor([-1.0])]).reshape(1, 1, 1, -1)
+    pred = torch.cat([PRED.flatten(), torch.tensor([1.0])]).reshape(1, 1, 1, -1)
+    assert SigLoss(warm_up=False)(pred, gt).item() == pytest.approx(_full(G), rel=1e-6)
+    one = torch.tensor([[[[2.0, 0.0]]]])  # one valid pixel: enough for warm-up, not for the variance
+    assert SigLoss(warm_iter=1)(one, one, it=0).item() == 0.0
+    with pytest.raises(ValueError, match=r"at least 2 valid depth pixel\(s\) \(gt > 0\) in the batch, got 1"):
+        SigLoss(warm_iter=1)(one, one, it=1)
+
+
+def test_depth_loss_warms_sigloss_up_for_train_sigloss_warmup_iters():
+    from types import SimpleNamespace
+
+    from mdeaux.training.losses import DepthLoss
+
+    loss = DepthLoss(SimpleNamespace(sigloss_warmup_iters=2, grad_loss="none", grad_loss_weight=0.5))
+    assert loss(PRED, GT, 1).item() == pytest.approx(_warm(G), rel=1e-6)
+    assert loss(PRED, GT, 2).item() == pytest.approx(_full(G), rel=1e-6)
+    none = DepthLoss(SimpleNamespace(sigloss_warmup_iters=0, grad_loss="none", grad_loss_weight=0.5))
+    assert none(PRED, GT, 0).item() == pytest.approx(_full(G), rel=1e-6)
+
+
+@pytest.mark.parametrize("average", ["probs", "sigmoid"])
+def test_mldc_probabilities_are_clamped_to_eps_and_one_minus_eps(average):
+    # one class, always predicted: the average probability is 1; with the class absent (an ignored-only
+    # map kept as all absent) BCE(1 - eps, 0) = -log(eps), not PyTorch's clamp of log(0) at -100
+    logits, label = torch.full((1, 1, 2, 2), 50.0), torch.full((1, 2, 2), 255)
+    loss = mldc_loss(logits, label, average=average, ignored_only="absent", eps=1e-3)
+    assert loss.item() == pytest.approx(-math.log(1e-3), rel=1e-4)
+    for eps in (0.0, 0.5, 0.7, -0.1):
+        with pytest.raises(ValueError, match="eps must be in"):
+            mldc_loss(LOGITS, LABEL, average=average, eps=eps)
+    with pytest.raises(ValueError, match="average must be"):
+        mldc_loss(LOGITS, LABEL, average="a")  # sorts before "logits"
+
+
+def test_seg_ce_shrinks_larger_logits_and_gives_a_zero_with_graph_when_every_pixel_is_ignored():
+    logits = torch.tensor([[[[2.0, 2.0], [2.0, 2.0]], [[0.0, 0.0], [0.0, 0.0]]]])  # constant 2x2 -> 1x1
+    assert seg_ce_loss(logits, torch.tensor([[[1]]])).item() == pytest.approx(_ce([2.0, 0.0], 1), rel=1e-6)
+    logits = logits.clone().requires_grad_(True)
+    out = seg_ce_loss(logits, torch.full((1, 2, 2), 255), avg_non_ignore=True)
+    assert out.item() == 0.0 and out.grad_fn is not None
