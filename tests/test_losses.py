@@ -488,14 +488,23 @@ def test_every_loss_refuses_bad_settings_and_shapes_on_both_sides():
     for it in (True, 1.0, -1):  # a bool is an int to Python, not an iteration number
         with pytest.raises(ValueError, match="0-based iteration"):
             SigLoss()(PRED, GT, it=it)
-    logits, label = torch.zeros(2, 3, 2, 2), torch.zeros(2, 2, 2, dtype=torch.long)
+    for pair in ((torch.ones(1, 2, 2, 2), torch.ones(1, 2, 2, 2)), (torch.ones(2, 2), torch.ones(2, 2))):
+        with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):  # two channels; 2-D
+            SigLoss()(*pair)
+    logits, label = torch.zeros(2, 3, 4, 5), torch.zeros(2, 4, 5, dtype=torch.long)  # B = 2 is no other size
     for loss in (mldc_loss, slc_loss, seg_ce_loss):
         for bad_logits in (logits[0], logits[None]):  # 3-D and 5-D
             with pytest.raises(ValueError, match=r"logits must be \(B, K, h, w\)"):
                 loss(bad_logits, label)
-        for bad_label in (label[0], label[None], label[:1], torch.zeros(3, 2, 2, dtype=torch.long)):
+        for bad_label in (label[0], label[None], label[:1], torch.zeros(3, 4, 5, dtype=torch.long)):
             with pytest.raises(ValueError, match=r"label must be \(B, H, W\) with B = 2,"):
                 loss(logits, bad_label)
+        for value in (-1, 3):  # outside [0, K) and not the ignore index
+            with pytest.raises(ValueError, match=f"label value {value} is outside"):
+                loss(logits, torch.full((2, 4, 5), value))
+    for dtype in (torch.float32, torch.bool):
+        with pytest.raises(ValueError, match="integer class indices"):
+            multi_hot(torch.zeros(1, 2, 2, dtype=dtype), 3)
     image = torch.zeros(2, 3, 4, 4)
     for bad_image in (image[:1], torch.zeros(3, 3, 4, 4), torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, 4)):
         with pytest.raises(ValueError, match="input must be"):
