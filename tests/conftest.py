@@ -57,3 +57,10 @@ def tiny_world(tmp_path_factory) -> Path:
     for stage in ("synth", "fetch", "prepare", "split"):
         mdeaux([stage], root)
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """The whole-DAG test (tests/test_dag.py, the longest file by far) first: `make test` hands files to
+    its two workers in collection order (xdist --dist loadfile), so it then runs beside all the others
+    instead of alone after them."""
+    items.sort(key=lambda item: item.path.name != "test_dag.py")
