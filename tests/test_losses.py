@@ -496,7 +496,8 @@ def test_every_loss_refuses_bad_settings_and_shapes_on_both_sides():
         for bad_logits in (logits[0], logits[None]):  # 3-D and 5-D
             with pytest.raises(ValueError, match=r"logits must be \(B, K, h, w\)"):
                 loss(bad_logits, label)
-        for bad_label in (label[0], label[None], label[:1], torch.zeros(3, 4, 5, dtype=torch.long)):
+        for bad_label in (label[0], label[None], label[:1], torch.zeros(3, 4, 5, dtype=torch.long),
+                          torch.zeros(2, 20, dtype=torch.long), torch.zeros(2, 4, 5, 1, dtype=torch.long)):
             with pytest.raises(ValueError, match=r"label must be \(B, H, W\) with B = 2,"):
                 loss(logits, bad_label)
         for value in (-1, 3):  # outside [0, K) and not the ignore index
@@ -520,6 +521,8 @@ def test_sigloss_leaves_out_negative_depths_and_names_the_pixels_it_needs():
     assert SigLoss(warm_iter=1)(one, one, it=0).item() == 0.0
     with pytest.raises(ValueError, match=r"at least 2 valid depth pixel\(s\) \(gt > 0\) in the batch, got 1"):
         SigLoss(warm_iter=1)(one, one, it=1)
+    with pytest.raises(ValueError, match=r"at least 1 valid depth pixel\(s\) \(gt > 0\) in the batch, got 0"):
+        SigLoss(warm_iter=1)(one, torch.zeros_like(one), it=0)
 
 
 def test_depth_loss_warms_sigloss_up_for_train_sigloss_warmup_iters():
