@@ -557,3 +557,52 @@ def test_seg_ce_shrinks_larger_logits_and_gives_a_zero_with_graph_when_every_pix
     logits = logits.clone().requires_grad_(True)
     out = seg_ce_loss(logits, torch.full((1, 2, 2), 255), avg_non_ignore=True)
     assert out.item() == 0.0 and out.grad_fn is not None
+
+
+def test_masks_messages_and_labels_at_their_edges():
+    from types import SimpleNamespace
+
+    from mdeaux.training.losses import DepthLoss, recon_loss
+
+    # the depth range is inclusive and negative depths are invalid, in GradientLoss as in SigLoss
+    gt = torch.tensor([[[[1.0, 2.0, 3.0, 4.0, 2.0]]]]).repeat(1, 1, 5, 1)
+    pred = gt * torch.linspace(0.5, 1.5, 25).reshape(1, 1, 5, 5)
+    spatial = GradientLoss(mode="spatial", loss_weight=1.0, max_depth=4.0)
+    assert spatial(pred, gt).item() > 0
+    with_negative = gt.clone()
+    with_negative[..., 0] = -1.0
+    zeroed = gt.clone()
+    zeroed[..., 0] = 0.0
+    assert spatial(pred, with_negative).item() == pytest.approx(spatial(pred, zeroed).item(), rel=1e-6)
+    assert spatial(pred, gt).item() != pytest.approx(GradientLoss(mode="spatial", loss_weight=1.0, max_depth=3.9)(pred, gt).item())
+    # the depth range appears in the message only when it is set
+    empty = torch.zeros(1, 1, 2, 2)
+    for loss in (SigLoss(max_depth=10.0), GradientLoss(max_depth=10.0)):
+        with pytest.raises(ValueError, match=r"gt > 0 and gt <= 10.0\)"):
+            loss(torch.ones(1, 1, 2, 2), empty)
+    for loss in (SigLoss(), GradientLoss()):
+        with pytest.raises(ValueError, match=r"\(gt > 0\) in the batch"):
+            loss(torch.ones(1, 1, 2, 2), empty)
+        with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):  # a prediction smaller than the ground truth
+            loss(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 3))
+    # settings read from params.yaml are strings built at run time, not literals: compared by value
+    zero = "".join(["ze", "ro"])
+    assert SigLoss(on_empty=zero)(torch.ones(1, 1, 2, 2), empty).item() == 0.0
+    assert GradientLoss(on_empty=zero)(torch.ones(1, 1, 2, 2), empty).item() == 0.0
+    no_grad = DepthLoss(SimpleNamespace(sigloss_warmup_iters=0, grad_loss="".join(["no", "ne"]), grad_loss_weight=0.5))
+    assert no_grad.grad is None
+    # labels: the rank, the class count, values above the ignore index, and the first bad value named
+    with pytest.raises(ValueError, match=r"label must be \(B, H, W\)"):
+        multi_hot(torch.zeros(1, 1, 2, 2, dtype=torch.long), 3)
+    for k in (0, -1):
+        with pytest.raises(ValueError, match="num_classes must be positive"):
+            multi_hot(torch.zeros(1, 2, 2, dtype=torch.long), k)
+    for loss in (multi_hot, dominant_class):
+        with pytest.raises(ValueError, match="label value 7 is outside"):
+            loss(torch.tensor([[[7, 300]]]), 3)
+        with pytest.raises(ValueError, match="label value 300 is outside"):
+            loss(torch.tensor([[[300, 1]]]), 3)
+    with pytest.raises(ValueError, match="label value 300 is outside"):
+        seg_ce_loss(torch.zeros(1, 3, 1, 2), torch.tensor([[[300, 1]]]))
+    with pytest.raises(ValueError, match="reconstruction output must be"):
+        recon_loss(torch.zeros(2, 3, 2, 2, 1), torch.zeros(2, 3, 2, 2))
