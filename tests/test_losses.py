@@ -606,3 +606,18 @@ def test_masks_messages_and_labels_at_their_edges():
         seg_ce_loss(torch.zeros(1, 3, 1, 2), torch.tensor([[[300, 1]]]))
     with pytest.raises(ValueError, match="reconstruction output must be"):
         recon_loss(torch.zeros(2, 3, 2, 2, 1), torch.zeros(2, 3, 2, 2))
+
+
+def test_recon_resizes_without_aligning_corners_and_mldc_compares_its_setting_by_value():
+    from mdeaux.training.losses import recon_loss
+
+    # [0, 1] to 4 columns, align_corners=False (mmseg resize): [0, 0.25, 0.75, 1]; against zeros the MSE
+    # is (0 + 0.0625 + 0.5625 + 1) / 4 (align_corners=True would give [0, 1/3, 2/3, 1])
+    pred = torch.tensor([0.0, 1.0]).reshape(1, 1, 1, 2).repeat(1, 3, 1, 1)
+    assert recon_loss(pred, torch.zeros(1, 3, 1, 4)).item() == pytest.approx(0.40625, rel=1e-6)
+    with pytest.raises(ValueError, match=r"with B = 2, got shape \(1, 3, 4, 5\)"):
+        recon_loss(torch.zeros(2, 3, 4, 5), torch.zeros(1, 3, 4, 5))
+    label = torch.tensor([[[0, 1]], [[255, 255]]])  # the second map has no valid pixel
+    logits = torch.randn(2, 3, 1, 2)
+    assert mldc_loss(logits, label, ignored_only="".join(["sk", "ip"])).item() == pytest.approx(
+        mldc_loss(logits, label, ignored_only="skip").item(), rel=1e-6)
