@@ -621,3 +621,16 @@ def test_recon_resizes_without_aligning_corners_and_mldc_compares_its_setting_by
     logits = torch.randn(2, 3, 1, 2)
     assert mldc_loss(logits, label, ignored_only="".join(["sk", "ip"])).item() == pytest.approx(
         mldc_loss(logits, label, ignored_only="skip").item(), rel=1e-6)
+
+
+def test_one_class_larger_or_5d_predictions_and_the_first_bad_label_of_seg_ce():
+    assert multi_hot(torch.zeros(1, 2, 2, dtype=torch.long), 1).tolist() == [[1.0]]  # one class is valid
+    for pred, gt in ((torch.ones(1, 1, 2, 3), torch.ones(1, 1, 2, 2)), (torch.ones(1, 1, 2, 2, 1), torch.ones(1, 1, 2, 2, 1))):
+        for loss in (SigLoss(), GradientLoss()):
+            with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+                loss(pred, gt)
+    with pytest.raises(ValueError, match="label value 7 is outside"):
+        seg_ce_loss(torch.zeros(1, 3, 1, 2), torch.tensor([[[7, 300]]]))
+    logits = torch.randn(1, 3, 2, 2)
+    assert mldc_loss(logits, LABEL, average="".join(["log", "its"])).item() == pytest.approx(
+        mldc_loss(logits, LABEL, average="logits").item(), rel=1e-6)
