@@ -634,3 +634,69 @@ def test_one_class_larger_or_5d_predictions_and_the_first_bad_label_of_seg_ce():
     logits = torch.randn(1, 3, 2, 2)
     assert mldc_loss(logits, LABEL, average="".join(["log", "its"])).item() == pytest.approx(
         mldc_loss(logits, LABEL, average="logits").item(), rel=1e-6)
+
+
+def test_resize_and_seg_ce_upsample_without_aligning_corners():
+    from mdeaux.training.losses import resize_to
+
+    # [0, 1] to 4 columns, align_corners=False (DINOv2 and mmseg resize): [0, 0.25, 0.75, 1]
+    # (align_corners=True would give [0, 1/3, 2/3, 1])
+    row = torch.tensor([0.0, 1.0]).reshape(1, 1, 1, 2)
+    assert resize_to(row, (1, 4)).flatten().tolist() == pytest.approx([0.0, 0.25, 0.75, 1.0])
+    # seg CE: logits of class 0 grow 0 -> 4 across two columns, class 1 stays 0; label 1 at all 4 pixels
+    logits = torch.cat([row * 4.0, torch.zeros_like(row)], dim=1)
+    expected = sum(_ce([4.0 * x, 0.0], 1) for x in (0.0, 0.25, 0.75, 1.0)) / 4
+    assert seg_ce_loss(logits, torch.ones(1, 1, 4, dtype=torch.long)).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_depth_range_ends_warm_up_edges_and_run_time_settings():
+    from types import SimpleNamespace
+
+    from mdeaux.training.losses import DepthLoss
+
+    # SigLoss keeps a pixel at exactly max_depth (DINOv2: target <= max_depth): gt 2.0 with max_depth 2.0
+    assert SigLoss(warm_up=False, max_depth=2.0)(PRED, GT).item() == pytest.approx(_full(G), rel=1e-6)
+    # one warm-up iteration is a warm-up
+    one = DepthLoss(SimpleNamespace(sigloss_warmup_iters=1, grad_loss="none", grad_loss_weight=0.5))
+    assert one(PRED, GT, 0).item() == pytest.approx(_warm(G), rel=1e-6)
+    assert one(PRED, GT, 1).item() == pytest.approx(_full(G), rel=1e-6)
+    # a counter restored past warm_iter (a run resumed with a shorter warm-up) is past the warm-up
+    loss = SigLoss(warm_iter=3)
+    loss.warm_up_counter.fill_(5)
+    assert loss(PRED, GT).item() == pytest.approx(_full(G), rel=1e-6)
+    assert GradientLoss(eps=0.0)(PRED, GT).item() == 0.0  # eps 0 is valid (batch of 1: DINOv2's loss is 0)
+    # modes read from params.yaml are strings built at run time, compared by value
+    pred, gt = _rand_depth(3, 4, 5, seed=3)
+    dinov2 = GradientLoss(mode="dinov2")(pred, gt).item()
+    assert dinov2 != pytest.approx(GradientLoss(mode="spatial")(pred, gt).item())
+    assert GradientLoss(mode="".join(["dino", "v2"]))(pred, gt).item() == pytest.approx(dinov2, rel=1e-6)
+    assert mldc_loss(LOGITS, LABEL, average="".join(["pro", "bs"])).item() == pytest.approx(
+        mldc_loss(LOGITS, LABEL, average="probs").item(), rel=1e-6)
+
+
+def test_labels_above_the_ignore_index_count_and_rank_and_channels_are_checked():
+    from mdeaux.training.losses import recon_loss
+
+    # ignore index 1 among 3 classes: label 2 is a valid class, above the ignore index
+    label = torch.tensor([[[2, 2]], [[0, 1]]])
+    logits = torch.tensor([[[[1.0, 1.0]], [[0.0, 0.0]], [[-1.0, -1.0]]], [[[0.0, 0.0]], [[2.0, 2.0]], [[0.0, 0.0]]]])
+    target = [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    sig = [_sigmoid(v) for v in (1.0, 0.0, -1.0, 0.0, 2.0, 0.0)]
+    expected = sum(_bce(p, t) for p, t in zip(sig, target[0] + target[1])) / 6
+    assert mldc_loss(logits, label, ignore_index=1).item() == pytest.approx(expected, rel=1e-6)
+    ce = (2 * _ce([1.0, 0.0, -1.0], 2) + _ce([0.0, 2.0, 0.0], 0)) / 3  # three non-ignored pixels
+    assert seg_ce_loss(logits, label, ignore_index=1, avg_non_ignore=True).item() == pytest.approx(ce, rel=1e-6)
+    for fn in (multi_hot, dominant_class):
+        with pytest.raises(ValueError, match=r"label must be \(B, H, W\)"):
+            fn(torch.zeros(2, 2, dtype=torch.long), 3)  # 2-D
+    # a prediction with 0 channels, or 3-D with one channel, is refused by its shape
+    for shape in ((1, 0, 2, 2), (2, 1, 3)):
+        for loss in (SigLoss(), GradientLoss()):
+            with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+                loss(torch.ones(shape), torch.ones(shape))
+    for shape in ((2, 2, 4, 4), (2, 3, 4)):
+        with pytest.raises(ValueError, match="reconstruction output must be"):
+            recon_loss(torch.zeros(shape), torch.zeros(2, 3, 4, 4))
+    # a prediction larger than the input is shrunk to it: 2x2 of 1s and 0s halves to the 1x1 mean
+    pred = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).expand(1, 3, 2, 2)
+    assert recon_loss(pred, torch.zeros(1, 3, 1, 1)).item() == pytest.approx(0.25, rel=1e-6)
