@@ -507,7 +507,8 @@ def test_every_loss_refuses_bad_settings_and_shapes_on_both_sides():
         with pytest.raises(ValueError, match="integer class indices"):
             multi_hot(torch.zeros(1, 2, 2, dtype=dtype), 3)
     image = torch.zeros(2, 3, 4, 4)
-    for bad_image in (image[:1], torch.zeros(3, 3, 4, 4), torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, 4)):
+    for bad_image in (image[:1], torch.zeros(3, 3, 4, 4), torch.zeros(2, 1, 4, 4), torch.zeros(2, 4, 4, 4),
+                      image[..., None], image[:, :, 0]):  # 5-D, 3-D
         with pytest.raises(ValueError, match="input must be"):
             recon_loss(torch.zeros(2, 3, 2, 2), bad_image)
 

@@ -176,6 +176,9 @@ def test_a_failed_validation_stops_split_runs_and_run_one(tiny_world, tmp_path):
     # the failure does not stop the other datasets' validation; the stage fails at the end naming it
     assert json.loads((root / "reports/validation/ade20k/results.json").read_text())["success"] is True
     assert "1 of 2 dataset(s) failed validation:\nnyuv2: " in failed.stderr, failed.stderr[-2000:]
+    reason = failed.stderr.split("failed validation:\nnyuv2: ")[1].splitlines()[0]
+    assert failed.stderr.count(reason) == 1, failed.stderr[-2000:]  # the reason is printed once, at the end
+    assert "nyuv2: validation failed (the reason follows at the end)" in failed.stderr
     for args in (["split"], ["runs"], ["run-one", run_id, "--no-progress"]):
         out = mdeaux(args, root, env, check=False)
         assert out.returncode != 0, args

@@ -65,7 +65,7 @@ def validate(paths: Paths, params: Params, names: list[str]) -> None:
                              max_depth_sanity=params.validate_.max_depth_sanity,
                              min_depth_max_sanity=params.validate_.min_depth_max_sanity)
         except ValidationError as e:
-            log.error("%s", e)
+            log.error("%s: validation failed (the reason follows at the end)", name)
             failed.append(str(e))
             continue
         log.info("%s: validation passed; report in %s", name, paths.validation_reports / name / "index.html")

@@ -344,7 +344,7 @@ def recon_loss(pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     bilinearly (align_corners=False) to the input size, and the normalised input image."""
     if pred.dim() != 4 or pred.shape[1] != 3:
         raise ValueError(f"reconstruction output must be (B, 3, h, w), got shape {tuple(pred.shape)}")
-    if image.shape[:2] != pred.shape[:2]:
+    if image.dim() != 4 or image.shape[:2] != pred.shape[:2]:
         raise ValueError(f"input must be (B, 3, H, W) with B = {pred.shape[0]}, got shape {tuple(image.shape)}")
     if pred.shape[-2:] != image.shape[-2:]:
         pred = F.interpolate(pred, size=image.shape[-2:], mode="bilinear", align_corners=False)
