@@ -471,14 +471,16 @@ def test_the_gpu_switches_reach_the_step_and_keep_the_cpu_numbers():
 
 # found by mutation testing (make mutate; docs/mutation.md): what the surviving mutants of training/evaluate.py changed
 class RecordsMode(ReadsImage):
-    """ReadsImage that records whether it was in training mode each time it predicted."""
+    """ReadsImage that records whether it was in training mode, and whether autograd was on, each time it
+    predicted."""
 
     def __init__(self):
         super().__init__(-0.5, 0.5)
-        self.modes = []
+        self.modes, self.grads = [], []
 
     def depth(self, x=None, feats=None):
         self.modes.append(self.training)
+        self.grads.append(torch.is_grad_enabled())
         return super().depth(feats=feats)
 
 
@@ -492,8 +494,20 @@ def test_predictions_are_flip_tta_in_eval_mode_and_evaluation_restores_training_
     assert saved["ids"].tolist() == data.ids() and saved["pred_0"].dtype == saved["gt_0"].dtype == np.float16
     # with the flip, the prediction is the depth map up to the resize at the seams (without it, 3 m on half the image)
     assert np.mean(np.abs(saved["pred_0"].astype(np.float32) - saved["gt_0"]) > 0.1) < 0.05
+    assert model.modes == [False] * 2 and model.training  # eval mode while predicting, training mode after
     evaluate([model], data, data.ids(), NYUV2, flip=True, aug=NYU_AUG)
-    assert model.modes == [False] * 4 and model.training  # eval mode while predicting, training mode after
+    assert model.modes == [False] * 4 and model.training
+    assert model.grads == [False] * 4  # no autograd graph while predicting or evaluating
+
+
+def test_every_evaluation_scores_the_first_eval_max_images_or_all():
+    from types import SimpleNamespace
+
+    from mdeaux.training.evaluate import scored_ids
+
+    split = SimpleNamespace(test=["a", "b", "c"])
+    assert scored_ids(split, 2) == ["a", "b"]
+    assert scored_ids(split, None) == ["a", "b", "c"]
 
 
 def test_the_periodic_subset_is_all_images_up_to_n_else_n_fixed_by_the_dataset_name():
