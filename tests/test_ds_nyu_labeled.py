@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from pathlib import Path
 
@@ -193,6 +194,34 @@ def test_corrupt_sample_bytes_raise():
         spec.decode_depth(b"\x93NUMPY garbage")
     with pytest.raises(Exception):
         spec.decode_image(L.encode_rgb_png(np.zeros((4, 4, 3), np.uint8))[:30])
+
+
+def test_depth_npy_round_trip_and_what_it_refuses():
+    # found by mutation testing (docs/mutation.md): each check on both sides
+    depth = np.arange(6, dtype=np.float32).reshape(2, 3) / 4
+    assert np.array_equal(L.decode_nyu_labeled_depth(L.encode_depth_npy(depth)), depth)
+    for bad in (depth[0], depth[None], depth.astype(np.float64), depth.astype(np.float16), depth.astype(np.uint16)):
+        with pytest.raises(ValueError, match="expected a 2-D float32 depth map"):
+            L.encode_depth_npy(bad)
+    half = L.decode_nyu_labeled_depth(_npy(depth.astype(np.float16)))  # any float array is read as float32
+    assert half.dtype == np.float32 and np.array_equal(half, depth)
+    for bad in (depth[0], depth[None], depth.astype(np.int32), depth > 1):  # 1-D, 3-D, integers, booleans
+        with pytest.raises(ValueError, match="depth .npy must hold a 2-D float array"):
+            L.decode_nyu_labeled_depth(_npy(bad))
+    archive = io.BytesIO()
+    np.savez(archive, depth=depth)  # an .npz is not an .npy
+    with pytest.raises(ValueError, match="depth .npy must hold a 2-D float array"):
+        L.decode_nyu_labeled_depth(archive.getvalue())
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([depth], dtype=object), allow_pickle=True)  # never unpickled
+    with pytest.raises(ValueError, match="depth is not a readable .npy array"):
+        L.decode_nyu_labeled_depth(pickled.getvalue())
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 # -- determinism ----------------------------------------------------------------------------------------
