@@ -83,6 +83,9 @@ def test_specs():
     assert "v1/scans/17DRP5sb8fy/undistorted_color_images.zip" in mp_names
     assert "v1/scans/zsNo4HB9uLZ/undistorted_depth_images.zip" in mp_names
     assert [a.filename for a in TASKONOMY.archives] == ["rgb.tar", "depth_zbuffer.tar", "splits_taskonomy.zip"]
+    # the image size validation expects, (H, W): Matterport3D's undistorted 1280x1024 frames (our reading of
+    # the released data [I]), Taskonomy's 512x512 PNGs (taskonomy data/README.md)
+    assert MATTERPORT3D.image_sizes == ((1024, 1280),) and TASKONOMY.image_sizes == ((512, 512),)
     for spec in SPECS:  # licence-gated archives first: an empty data/manual stops before any download
         gated = [bool(a.manual) for a in spec.archives]
         assert gated == sorted(gated, reverse=True)
