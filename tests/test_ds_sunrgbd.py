@@ -289,3 +289,48 @@ def test_train_test_overlap_is_rejected(written, raw_copy):
     (raw_copy / S.ALLSPLIT).write_bytes(W._savemat_bytes({"alltrain": W._cell(train + test[:1]), "alltest": W._cell(test)}))
     with pytest.raises(ValueError, match="both alltrain and alltest"):
         list(S.read_sunrgbd(raw_copy))
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
+def test_the_3_bit_rotation_of_every_16_bit_value_and_its_inverse():
+    # read3dPoints.m: bitor(bitshift(raw, -3), bitshift(raw, 16 - 3)) on uint16, where the left shift drops
+    # the bits that leave the 16 bits: written here in uint16 arithmetic, against our uint32 code
+    raw = np.arange(1 << 16, dtype=np.uint16)
+    matlab = (raw >> np.uint16(3)) | (raw << np.uint16(13))
+    np.testing.assert_array_equal(S.sunrgbd_rotate_right(raw), matlab)
+    np.testing.assert_array_equal(S.sunrgbd_rotate_left(matlab), raw)
+    for rotate in (S.sunrgbd_rotate_right, S.sunrgbd_rotate_left):
+        assert rotate(np.zeros((0,), np.uint16)).shape == (0,)
+        with pytest.raises(ValueError, match="65536"):
+            rotate(np.array([5, 65536]))
+
+
+def test_a_16_bit_png_decoded_as_int32_by_an_older_pillow_is_range_checked(monkeypatch):
+    # Pillow before 10 opens a 16-bit grayscale PNG as mode "I" (int32): the decoder checks the range
+    # before narrowing to uint16 (Pillow 13, pinned, gives uint16 and never takes this branch)
+    arrays = {b"low": np.array([[-1, 8]], np.int32), b"high": np.array([[8, 65536]], np.int32),
+              b"ok": np.array([[8, 65535], [0, 16]], np.int32), b"no zero": np.array([[8, 24]], np.int32)}
+    monkeypatch.setattr(S, "_read_png", lambda data, what, modes: arrays[data])
+    for name in (b"low", b"high"):
+        with pytest.raises(ValueError, match="depth PNG values outside 16 bits"):
+            S.decode_sunrgbd_depth(name)
+    np.testing.assert_array_equal(S.decode_sunrgbd_depth(b"ok"), np.array([[0.001, 8.0], [0.0, 0.002]], np.float32))
+    np.testing.assert_array_equal(S.decode_sunrgbd_depth(b"no zero"), np.array([[0.001, 0.003]], np.float32))
+
+
+def test_16_bit_label_pngs_at_the_edges_of_8_bits():
+    # a 16-bit label PNG with values 1..255 (no void, none above 8 bits) decodes as the 8-bit one would
+    np.testing.assert_array_equal(S.decode_sunrgbd_label(encode_png(np.array([[1, 37, 255]], np.uint16))), [[0, 36, 254]])
+    np.testing.assert_array_equal(S.decode_sunrgbd_label(encode_png(np.array([[0, 2]], np.uint16))), [[255, 1]])
+    with pytest.raises(ValueError, match="label value 256 is outside"):
+        S.decode_sunrgbd_label(encode_png(np.array([[0, 256]], np.uint16)))
+
+
+def test_spec_values_with_their_sources():
+    # allsplit.mat alltrain / alltest (and the toolbox's SUNRGBD_val_splits.txt, 5,050 lines)
+    for spec in S.SPECS:
+        assert spec.official_counts == (("train", 5285), ("test", 5050))
+    # toolbox configs/_base_/datasets/sun_rgbd.py min_depth, max_depth; read3dPoints.m and toolbox
+    # sunrgbd.py pre_eval: the 8 m clamp; the eval box of toolbox sunrgbd.py
+    assert (S.SUNRGBD.min_depth, S.SUNRGBD.max_depth, S.SUNRGBD.eval_clip_depth) == (1e-3, 10.0, 8.0)
+    assert S.SUNRGBD.eval_crop == (45, 471, 41, 601)
