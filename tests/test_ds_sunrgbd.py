@@ -324,6 +324,10 @@ def test_16_bit_label_pngs_at_the_edges_of_8_bits():
     np.testing.assert_array_equal(S.decode_sunrgbd_label(encode_png(np.array([[0, 2]], np.uint16))), [[255, 1]])
     with pytest.raises(ValueError, match="label value 256 is outside"):
         S.decode_sunrgbd_label(encode_png(np.array([[0, 256]], np.uint16)))
+    jpeg = io.BytesIO()  # a grayscale JPEG has an accepted mode ("L") but is no PNG ("JPEG" sorts before "PNG")
+    Image.fromarray(np.ones((4, 4), np.uint8)).save(jpeg, format="JPEG")
+    with pytest.raises(ValueError, match="label file is JPEG, expected a PNG"):
+        S.decode_sunrgbd_label(jpeg.getvalue())
 
 
 def test_spec_values_with_their_sources():
