@@ -523,3 +523,44 @@ def test_the_periodic_subset_is_all_images_up_to_n_else_n_fixed_by_the_dataset_n
     # the subset a dataset name gives is part of every run's numbers: these are the images mdeaux scores
     # today (first 4 bytes of the name's SHA-256 as the seed); a change of seeding must show here
     assert periodic_subset(ids, 5, "taskonomy") == ["s032", "s065", "s066", "s085", "s098"]
+
+
+# found by mutation testing (make mutate; docs/mutation.md): what the surviving mutants of training/scheme.py changed
+class PixelData:
+    """28x28 samples: random pixels seeded by the id, depth 1 + id metres, every label the id."""
+
+    def decode(self, sample_id):
+        v = int(sample_id)
+        image = np.random.default_rng(v).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+        return {"image": image, "depth": np.full((28, 28), 1.0 + v, np.float32), "label": np.full((28, 28), v, np.uint8)}
+
+
+@pytest.mark.parametrize("task", ["baseline", "mldc"])
+def test_trainer_step_on_a_loader_item_is_step_on_its_backbone_features(task):
+    cfg, *_ = setup(alpha=0.9, task=task, warmup_iters=0)
+    ids = [str(i) for i in range(4)]
+    aux = [] if task == "baseline" else [AuxStream({"ade20k": SampleSource(PixelData(), ids, "seg", ident, 0, "ade20k")},
+                                                   aux_plan(["ade20k"], [4], 4, "cycle", 0))]
+    item = StepData(SampleSource(PixelData(), ids, "depth", ident, 0, "nyuv2"), aux, batch_size=2)[1]
+    row = Trainer(cfg, Runtime()).step(item)
+    twin = Trainer(cfg, Runtime())  # the same seed: the same decoder and heads
+    x, y = item["depth"]
+    by_hand = None
+    if task != "baseline":
+        name, (xa, ya) = item["aux"][0]
+        by_hand = (name, twin.model.backbone(xa), xa, ya)
+    assert row == twin.step_on(1, (twin.model.backbone(x), y), by_hand)
+    assert row["step"] == 2 and ("loss_aux" in row) is (task != "baseline")
+    assert row["beta1"] == twin.opt_depth.param_groups[0]["betas"][0] != twin.opt_depth.param_groups[0]["betas"][1]
+
+
+def test_on_the_cpu_the_cuda_only_switches_stay_off():
+    cfg, *_ = setup(alpha=0.9, tf32=True)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        trainer = Trainer(cfg, Runtime())
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32  # TF32: CUDA only
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert all(group["fused"] is None for opt in (trainer.opt_depth, trainer.opt_aux) for group in opt.param_groups)
