@@ -564,3 +564,4 @@ def test_on_the_cpu_the_cuda_only_switches_stay_off():
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     assert all(group["fused"] is None for opt in (trainer.opt_depth, trainer.opt_aux) for group in opt.param_groups)
+    assert all(group["fused"] is None for opt in build_optimizers(trainer.model, cfg) for group in opt.param_groups)
