@@ -300,3 +300,45 @@ def test_diode_determinism_and_outdoor_writer(diode, tmp_path):
         write_diode_outdoor(tmp_path / "c", {"train": 1}, seed=5)
     assert L.DIODE_INDOOR.max_depth == 10.0 and L.DIODE_OUTDOOR.max_depth == 80.0
     assert L.DIODE_INDOOR.test_split == L.DIODE_OUTDOOR.test_split == "val"
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
+@pytest.mark.parametrize("h, w", [(352, 1216), (400, 1300), (352, 2500)])
+def test_kb_crop_of_exact_and_larger_frames(h, w):
+    frame = np.arange(h * w).reshape(h, w)
+    top, left = h - 352, int((w - 1216) / 2)  # toolbox KBCrop: top = H - 352, left = int((W - 1216) / 2)
+    np.testing.assert_array_equal(L.kb_crop(frame), frame[top:, left : left + 1216])
+
+
+def test_diode_payload_shapes_pickles_zip_metadata_and_far_mode(monkeypatch):
+    depth, mask = np.full((2, 3), 5.0, np.float32), np.ones((2, 3), np.float32)
+    # the devkit's (H, W, 1) layout for depth and mask alike; (H, 1) maps stay 2-D
+    np.testing.assert_array_equal(L.decode_diode_depth(_pack(depth[..., None], mask[..., None])), depth)
+    np.testing.assert_array_equal(L.decode_diode_depth(_pack(depth[:, :1], mask[:, :1])), depth[:, :1])
+    for bad_depth, bad_mask in ((depth, mask.T), (depth.T, mask), (depth, np.stack([mask, mask], -1)),
+                                (np.stack([depth, depth], -1), mask), (np.stack([depth, depth], -1), np.stack([mask, mask], -1)),
+                                (depth[..., :0].reshape(2, 3, 0), mask)):
+        with pytest.raises(ValueError, match=r"expected two \(H, W\) maps"):
+            L.decode_diode_depth(_pack(bad_depth, bad_mask))
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([depth], dtype=object), allow_pickle=True)  # never unpickled
+    for payload in (L.pack_diode_depth(pickled.getvalue(), encode_npy(mask)), L.pack_diode_depth(encode_npy(depth), pickled.getvalue())):
+        with pytest.raises(ValueError, match="allow_pickle"):
+            L.decode_diode_depth(payload)
+    # the zip's metadata is fixed (Unix, -rw-r--r--), so a packed payload is the same bytes everywhere
+    with zipfile.ZipFile(io.BytesIO(_pack(depth, mask))) as zf:
+        assert [(i.create_system, i.external_attr >> 16) for i in zf.infolist()] == [(3, 0o100644)] * 2
+    far = np.array([[90.0, 5.0]], np.float32)
+    monkeypatch.setattr(L, "DIODE_OUTDOOR_FAR_MODE", "".join(["ma", "sk"]))  # a setting built at run time
+    assert L.decode_diode_outdoor_depth(_pack(far, np.ones((1, 2)))).tolist() == [[0.0, 5.0]]
+    monkeypatch.setattr(L, "DIODE_OUTDOOR_FAR_MODE", "zoom")  # sorts after both modes
+    with pytest.raises(ValueError, match="FAR_MODE"):
+        L.decode_diode_outdoor_depth(_pack(far, np.ones((1, 2))))
+
+
+def test_kitti_and_diode_spec_values_with_their_sources():
+    assert L.KITTI.official_counts == (("train", 23158), ("test", 652))  # toolbox Eigen lists, 45 test entries without GT dropped
+    for spec in (L.DIODE_INDOOR, L.DIODE_OUTDOOR):
+        assert spec.image_sizes == ((768, 1024),)  # RGB 1024x768 (diode-devkit README)
+        assert spec.min_depth == 1e-3  # Depth Anything metric_depth/zoedepth/utils/config.py
+    assert (L.DIODE_INDOOR.max_depth, L.DIODE_OUTDOOR.max_depth) == (10.0, 80.0)
