@@ -551,8 +551,8 @@ def test_trainer_step_on_a_loader_item_is_step_on_its_backbone_features(task):
         by_hand = (name, twin.model.backbone(xa), xa, ya)
     assert row == twin.step_on(1, (twin.model.backbone(x), y), by_hand)
     assert row["step"] == 2 and ("loss_aux" in row) is (task != "baseline")
-    assert twin.step_on(4, (twin.model.backbone(x), y), by_hand)["step"] == 5  # the number of steps done
     assert row["beta1"] == twin.opt_depth.param_groups[0]["betas"][0] != twin.opt_depth.param_groups[0]["betas"][1]
+    assert twin.step_on(4, (twin.model.backbone(x), y), by_hand)["step"] == 5  # the number of steps done
 
 
 def test_on_the_cpu_the_cuda_only_switches_stay_off():
