@@ -14,6 +14,7 @@ import scipy.io
 
 from mdeaux.data.datasets import nyu_labeled as L
 from mdeaux.data.synth import nyu_labeled as W
+from mdeaux.data.synth.lidar_depth import encode_npy
 
 COUNTS = {"train": 3, "test": 2}
 SEED = 5
@@ -203,11 +204,11 @@ def test_depth_npy_round_trip_and_what_it_refuses():
     for bad in (depth[0], depth[None], depth.astype(np.float64), depth.astype(np.float16), depth.astype(np.uint16)):
         with pytest.raises(ValueError, match="expected a 2-D float32 depth map"):
             L.encode_depth_npy(bad)
-    half = L.decode_nyu_labeled_depth(_npy(depth.astype(np.float16)))  # any float array is read as float32
+    half = L.decode_nyu_labeled_depth(encode_npy(depth.astype(np.float16)))  # any float array is read as float32
     assert half.dtype == np.float32 and np.array_equal(half, depth)
     for bad in (depth[0], depth[None], depth.astype(np.int32), depth > 1):  # 1-D, 3-D, integers, booleans
         with pytest.raises(ValueError, match="depth .npy must hold a 2-D float array"):
-            L.decode_nyu_labeled_depth(_npy(bad))
+            L.decode_nyu_labeled_depth(encode_npy(bad))
     archive = io.BytesIO()
     np.savez(archive, depth=depth)  # an .npz is not an .npy
     with pytest.raises(ValueError, match="depth .npy must hold a 2-D float array"):
@@ -216,12 +217,6 @@ def test_depth_npy_round_trip_and_what_it_refuses():
     np.save(pickled, np.array([depth], dtype=object), allow_pickle=True)  # never unpickled
     with pytest.raises(ValueError, match="depth is not a readable .npy array"):
         L.decode_nyu_labeled_depth(pickled.getvalue())
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 # -- determinism ----------------------------------------------------------------------------------------
