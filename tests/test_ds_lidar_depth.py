@@ -303,11 +303,17 @@ def test_diode_determinism_and_outdoor_writer(diode, tmp_path):
 
 
 # -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
-@pytest.mark.parametrize("h, w", [(352, 1216), (400, 1300), (352, 2500)])
+@pytest.mark.parametrize("h, w", [(352, 1216), (400, 1300), (352, 2500), (800, 1300)])  # 800 >= 2 x 352: H % 352 != H - 352
 def test_kb_crop_of_exact_and_larger_frames(h, w):
     frame = np.arange(h * w).reshape(h, w)
     top, left = h - 352, int((w - 1216) / 2)  # toolbox KBCrop: top = H - 352, left = int((W - 1216) / 2)
     np.testing.assert_array_equal(L.kb_crop(frame), frame[top:, left : left + 1216])
+
+
+@pytest.mark.parametrize("h, w", [(400, 1000), (300, 1300), (351, 1215)])
+def test_kb_crop_refuses_frames_smaller_than_the_crop(h, w):
+    with pytest.raises(ValueError, match=f"at least 352x1216 pixels, got {h}x{w}"):
+        L.kb_crop(np.zeros((h, w)))
 
 
 def test_diode_payload_shapes_pickles_zip_metadata_and_far_mode(monkeypatch):
@@ -342,3 +348,9 @@ def test_kitti_and_diode_spec_values_with_their_sources():
         assert spec.image_sizes == ((768, 1024),)  # RGB 1024x768 (diode-devkit README)
         assert spec.min_depth == 1e-3  # Depth Anything metric_depth/zoedepth/utils/config.py
     assert (L.DIODE_INDOOR.max_depth, L.DIODE_OUTDOOR.max_depth) == (10.0, 80.0)
+    assert (L.KITTI.min_depth, L.KITTI.max_depth) == (1e-3, 80.0)  # toolbox configs/_base_/datasets/kitti.py
+    # what the KITTI range means for evaluation: a pixel without depth is out, one just under 80 m is in
+    depth = np.full((352, 1216), 79.5, np.float32)
+    depth[200, 600] = 0
+    mask = L.KITTI.eval_mask(depth)
+    assert mask[200:202, 600].tolist() == [False, True]
