@@ -225,3 +225,70 @@ def test_cocostuff_missing_map_and_size_mismatch(worlds, tmp_path):
     first.unlink()
     with pytest.raises(FileNotFoundError, match=first.stem):
         list(S.COCOSTUFF.reader(raw))
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
+def test_voc_palette_colours_of_the_devkit():
+    pal = S.voc_palette()
+    rgb = {i: tuple(pal[3 * i : 3 * i + 3]) for i in range(256)}
+    # VOCdevkit VOClabelcolormap.m: background, aeroplane, bicycle, bird, boat, ..., dog, person, tvmonitor, void
+    assert [rgb[i] for i in (0, 1, 2, 3, 4, 7, 8, 12, 15, 20, 255)] == [
+        (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 128, 128), (64, 0, 0),
+        (64, 0, 128), (192, 128, 128), (0, 64, 128), (224, 224, 192)]
+    assert len(set(rgb.values())) == 256  # one colour per index: a PNG reader can always invert it
+
+
+def _sbd(seg) -> bytes:
+    return W.encode_mat({"GTcls": {"Segmentation": seg}})
+
+
+def test_sbd_segmentation_must_be_a_2d_integer_map():
+    assert S.decode_voc_label(_sbd(np.array([[0.0, 15.0]]))).tolist() == [[0, 15]]  # whole floats are ids
+    for bad in (np.array([[0.0, np.nan]]), np.array([[0.0, np.inf]]), np.array([[0.0, 1.5]])):
+        with pytest.raises(ValueError, match="non-integer"):
+            S.decode_voc_label(_sbd(bad))
+    with pytest.raises(ValueError, match=r"shape \(2, 2, 2\), expected a 2-D map"):
+        S.decode_voc_label(_sbd(np.zeros((2, 2, 2), np.uint8)))
+
+
+def test_cocostuff_accepts_exactly_the_annotated_ids():
+    # cocostuff labels.md: the 11 thing ids without annotations (1-based 12 street sign, 26 hat, 29 shoe,
+    # 30 eye glasses, 45 plate, 66 mirror, 68 window, 69 desk, 71 door, 83 blender, 91 hair brush)
+    missing = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83, 91}
+    valid = [i for i in range(182) if i + 1 not in missing]
+    assert len(valid) == 171
+    got = S.decode_cocostuff_label(W.encode_png(np.array([valid + [255]], np.uint8)))
+    assert got.tolist() == [list(range(171)) + [255]]  # trainIds in order (mmseg clsID_to_trID)
+    for bad in [i - 1 for i in missing] + [182, 254]:
+        with pytest.raises(ValueError, match=rf"\[{bad}\]"):
+            S.decode_cocostuff_label(W.encode_png(np.array([[0, bad]], np.uint8)))
+    with pytest.raises(ValueError, match=r"ids \[182, 183, 184, 185, 186, 187, 188, 189, 190, 191\] are not"):
+        S.decode_cocostuff_label(W.encode_png(np.arange(182, 200, dtype=np.uint8)[None]))  # the first ten named
+
+
+def test_pascal_context_ids_of_the_mmseg_converter():
+    # mmseg 0.27 tools/convert_datasets/pascal_context.py _mapping (0 = background, then the 59 classes)
+    mmseg_mapping = [0, 2, 259, 260, 415, 324, 9, 258, 144, 18, 19, 22, 23, 397, 25, 284, 158, 159, 416, 33, 162,
+                     420, 454, 295, 296, 427, 44, 45, 46, 308, 59, 440, 445, 31, 232, 65, 354, 424, 68, 326, 72, 458,
+                     34, 207, 80, 355, 85, 347, 220, 349, 360, 98, 187, 104, 105, 366, 189, 368, 113, 115]
+    assert list(S.PASCAL_CONTEXT_MAPPING) == sorted(mmseg_mapping)
+    lm = np.array([sorted(mmseg_mapping)], np.uint16)
+    # np.digitize(..., right=True) ranks the ids; reduce_zero_label makes 0 -> 255, k -> k - 1
+    assert S.decode_pascal_context_label(W.encode_mat({"LabelMap": lm})).tolist() == [[255] + list(range(59))]
+
+
+def test_pascal_context_label_map_values():
+    def decode(lm):
+        return S.decode_pascal_context_label(W.encode_mat({"LabelMap": lm}))
+
+    assert decode(np.array([[459, 2]], np.uint16)).tolist() == [[255, 0]]  # 459 is the last id of the 459-class list
+    assert decode(np.array([[2.0, 459.0]])).tolist() == [[0, 255]]  # whole floats are ids
+    for bad in (np.array([[2.0, np.nan]]), np.array([[2.0, np.inf]]), np.array([[2.0, 2.5]])):
+        with pytest.raises(ValueError, match="non-integer"):
+            decode(bad)
+    with pytest.raises(ValueError, match=r"\[-1\]"):
+        decode(np.array([[2, -1]], np.int16))
+
+
+def test_voc_aug_count_of_mmseg():
+    assert S.VOC_AUG.official_counts == (("train", 10582), ("val", 1449))  # mmseg 0.27 voc_aug.py: 10582 trainaug
