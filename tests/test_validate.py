@@ -247,3 +247,76 @@ def test_non_finite_depth_is_counted_and_fails_validation_naming_the_sample(tmp_
     with pytest.raises(ValidationError, match=rf"have non-finite depth values: {bad}"):
         validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     assert set(_failed(_report(tmp_path / "report")[0])) == {"depth_finite"}
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
+def test_refuse_if_failed_only_for_a_failed_report_of_this_data_version(tmp_path):
+    from mdeaux.data.validate import refuse_if_failed
+
+    report = tmp_path / "nyuv2"
+    refuse_if_failed(report, "nyuv2", "b" * 32)  # never validated: nothing to refuse
+    report.mkdir()
+    for version, success in (("a" * 32, False), ("c" * 32, False), ("b" * 32, True)):  # other versions sort both sides
+        (report / "results.json").write_text(json.dumps({"data_version": version, "success": success}))
+        refuse_if_failed(report, "nyuv2", "b" * 32)
+    (report / "results.json").write_text(json.dumps({"data_version": "b" * 32, "success": False}))
+    with pytest.raises(ValidationError, match=rf"^nyuv2: the prepared data \(version {'b' * 12}\) failed validation "
+                                              rf"\(report: {re.escape(str(report / 'index.html'))}\); fix the data"):
+        refuse_if_failed(report, "nyuv2", "b" * 32)
+    (report / "results.json").write_text('{"data_version": ')
+    with pytest.raises(ValidationError, match=rf"^{re.escape(str(report / 'results.json'))}: unreadable validation results"):
+        refuse_if_failed(report, "nyuv2", "b" * 32)
+
+
+def test_offenders_beyond_the_listed_ones_are_counted(tmp_path, monkeypatch, capfd):
+    import mdeaux.data.validate as V
+
+    monkeypatch.setattr(V, "MAX_OFFENDERS", 1)
+    empty = np.zeros((H, W), np.uint16)
+    for n_bad, more in ((1, None), (2, 1), (3, 2)):
+        raw, prepared = tmp_path / f"raw{n_bad}", tmp_path / f"prep{n_bad}"
+        make_nyu(raw, depth_maps={f"kitchen_0001a/rgb_0000{k}": empty for k in range(1, n_bad + 1)})
+        prep(NYUV2, raw, prepared)
+        with pytest.raises(ValidationError) as err:
+            validate_dataset(NYU_TINY, prepared, tmp_path / "report")
+        page = _report(tmp_path / "report")[1]
+        assert f"{n_bad} sample(s) have less than 5% valid depth pixels" in str(err.value)
+        assert f"{n_bad} of 5 unexpected" in page
+        if more is None:
+            assert "more" not in str(err.value) and "more</li>" not in page
+        else:
+            assert str(err.value).endswith(f"(valid fraction 0), ... and {more} more (report: {tmp_path / 'report' / 'index.html'})")
+            assert f"<li>… and {more} more</li>" in page
+    # a per-sample check reads "samples that ...", a count check states its condition and what it observed
+    assert "<td>samples that have less than 5% valid depth pixels" in page
+    assert "<td>samples that train split" not in page
+    assert "Calculating Metrics" not in capfd.readouterr().err  # no GX progress bars: DAG logs stay readable
+
+
+def test_count_check_on_the_page(tmp_path):
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    with pytest.raises(ValidationError):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 4, "test": 2})
+    page = _report(tmp_path / "report")[1]
+    assert "<td>train split: expected 4 sample(s)<br>" in page and "<td>observed 3</td>" in page
+
+
+def test_the_bounds_of_valid_depth_and_labels(tmp_path):
+    near = depth_mm(1)
+    near[3, 3] = 500  # 0.5 m: a reading below 1 m is not negative
+    make_nyu(tmp_path / "nyu", depth_maps={"kitchen_0001a/rgb_00001": near})
+    prep(NYUV2, tmp_path / "nyu", tmp_path / "nyu_prep")
+    assert validate_dataset(NYU_TINY, tmp_path / "nyu_prep", tmp_path / "report")["success"]
+    # ADE20K: raw 150 -> class 149, the last one (reduce_zero_label); raw 151 -> 150 fails both label checks
+    for raw_id, ok in ((150, True), (151, False)):
+        lab = np.full((H, W), 3, np.uint8)
+        lab[2, 2] = raw_id
+        make_ade(tmp_path / f"ade{raw_id}", labels={"training/ADE_train_00000001": lab})
+        prep(ADE20K, tmp_path / f"ade{raw_id}", tmp_path / f"ade{raw_id}_prep")
+        if ok:
+            assert validate_dataset(ADE20K, tmp_path / f"ade{raw_id}_prep", tmp_path / "report")["success"]
+        else:
+            with pytest.raises(ValidationError, match=r"have a class id >= num_classes \(150\): training/ADE_train_00000001 \(label_max 150\)"):
+                validate_dataset(ADE20K, tmp_path / f"ade{raw_id}_prep", tmp_path / "report")
+            assert set(_failed(_report(tmp_path / "report")[0])) == {"label_max", "label_bad_count"}
