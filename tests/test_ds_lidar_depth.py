@@ -316,6 +316,18 @@ def test_kb_crop_refuses_frames_smaller_than_the_crop(h, w):
         L.kb_crop(np.zeros((h, w)))
 
 
+def test_kb_crop_of_an_rgb_frame():
+    frame = np.arange(375 * 1242 * 3).reshape(375, 1242, 3)
+    np.testing.assert_array_equal(L.kb_crop(frame), frame[23:, 13 : 13 + 1216])
+
+
+def test_diode_far_limit_at_80_m_in_both_modes(monkeypatch):
+    depth = np.array([[80.0, 80.5, 5.0]], np.float32)
+    assert L.decode_diode_outdoor_depth(_pack(depth, np.ones((1, 3)))).tolist() == [[80.0, 0.0, 5.0]]  # > 80 m only
+    monkeypatch.setattr(L, "DIODE_OUTDOOR_FAR_MODE", "".join(["cl", "ip"]))  # a setting built at run time
+    assert L.decode_diode_outdoor_depth(_pack(depth, np.ones((1, 3)))).tolist() == [[80.0, 80.0, 5.0]]
+
+
 def test_diode_payload_shapes_pickles_zip_metadata_and_far_mode(monkeypatch):
     depth, mask = np.full((2, 3), 5.0, np.float32), np.ones((2, 3), np.float32)
     # the devkit's (H, W, 1) layout for depth and mask alike; (H, 1) maps stay 2-D
@@ -323,7 +335,7 @@ def test_diode_payload_shapes_pickles_zip_metadata_and_far_mode(monkeypatch):
     np.testing.assert_array_equal(L.decode_diode_depth(_pack(depth[:, :1], mask[:, :1])), depth[:, :1])
     for bad_depth, bad_mask in ((depth, mask.T), (depth.T, mask), (depth, np.stack([mask, mask], -1)),
                                 (np.stack([depth, depth], -1), mask), (np.stack([depth, depth], -1), np.stack([mask, mask], -1)),
-                                (depth[..., :0].reshape(2, 3, 0), mask)):
+                                (depth[..., :0].reshape(2, 3, 0), mask), (depth[0], mask[0])):
         with pytest.raises(ValueError, match=r"expected two \(H, W\) maps"):
             L.decode_diode_depth(_pack(bad_depth, bad_mask))
     pickled = io.BytesIO()
