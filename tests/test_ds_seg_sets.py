@@ -290,5 +290,31 @@ def test_pascal_context_label_map_values():
         decode(np.array([[2, -1]], np.int16))
 
 
-def test_voc_aug_count_of_mmseg():
+def test_spec_values_with_their_sources():
     assert S.VOC_AUG.official_counts == (("train", 10582), ("val", 1449))  # mmseg 0.27 voc_aug.py: 10582 trainaug
+    assert S.VOC.official_counts == (("train", 8498), ("val", 1449))  # SBD train.txt; VOC 2012 Segmentation/val.txt
+    # mmseg 0.27 PascalContextDataset59 reduces the zero label (its decoder applies it); VOC keeps background 0
+    assert S.PASCAL_CONTEXT.reduce_zero_label and not S.VOC.reduce_zero_label
+
+
+def test_sbd_ids_and_structure():
+    assert S.decode_voc_label(_sbd(np.array([[0, 255]], np.int16))).tolist() == [[0, 255]]
+    for bad in (-1, 256):
+        with pytest.raises(ValueError, match=rf"holds ids \[{bad}\] outside 0..255"):
+            S.decode_voc_label(_sbd(np.array([[0, bad]], np.int16)))
+    with pytest.raises(ValueError, match=r"ids \[256, 257, 258, 259, 260, 261, 262, 263, 264, 265\] outside"):
+        S.decode_voc_label(_sbd(np.arange(256, 268, dtype=np.int16)[None]))  # the first ten named
+    two = np.zeros((1, 2), dtype=[("Segmentation", object)])  # a struct array of two GTcls
+    two[0, 0]["Segmentation"], two[0, 1]["Segmentation"] = np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8)
+    for variables in ({"GTcls": two}, {"other": np.zeros((2, 2))}, {"GTcls": {"Boundaries": np.zeros((2, 2))}}):
+        with pytest.raises(ValueError, match=r"^voc: SBD .mat label has no GTcls.Segmentation$"):
+            S.decode_voc_label(W.encode_mat(variables))
+    with pytest.raises(ValueError, match=r"^voc: label is not a MATLAB 5 MAT-file \(starts with b'\\x89PNG\\r\\n\\x1a\\n'\)"):
+        S._load_mat("voc", W.encode_png(np.zeros((2, 2), np.uint8)))
+
+
+def test_pascal_context_3d_label_map_and_cocostuff_bad_ids_only():
+    with pytest.raises(ValueError, match=r"LabelMap has shape \(2, 2, 2\), expected a 2-D map"):
+        S.decode_pascal_context_label(W.encode_mat({"LabelMap": np.zeros((2, 2, 2), np.uint16)}))
+    with pytest.raises(ValueError, match=r"label ids \[11\] are not"):  # the valid 5 beside it is not named
+        S.decode_cocostuff_label(W.encode_png(np.array([[5, 11]], np.uint8)))
