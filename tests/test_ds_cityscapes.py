@@ -149,3 +149,34 @@ def test_deterministic(world, tmp_path):
 def test_counts_validated(tmp_path):
     with pytest.raises(ValueError):
         W.write_cityscapes(tmp_path, {"train": -1, "val": 0}, seed=0)
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md) --------------------------------------------
+def test_every_label_id_to_its_train_id():
+    # cityscapesScripts labels.py trainIds of labelIds 0..33, as mmseg 0.27 tools/convert_datasets/cityscapes.py
+    # writes them (json2labelImg(..., "trainIds")): 255 = ignored in evaluation
+    train_ids = [255] * 7 + [0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                             255, 255, 16, 17, 18]
+    ids = np.arange(34, dtype=np.uint8)[None]
+    assert C.decode_cityscapes19_label(png(ids)).tolist() == [train_ids]
+    with pytest.raises(ValueError, match=r"ids \[34, 35, 36, 37, 38, 39, 40, 41, 42, 43\] that labels.py"):
+        C.decode_cityscapes19_label(png(np.arange(34, 46, dtype=np.uint8)[None]))  # the first ten named
+
+
+def test_label_colours():
+    # mmseg 0.27 CityscapesDataset.PALETTE, in trainId order
+    palette = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+               (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+               (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
+    assert [C.LABEL_COLORS[C.LABEL_IDS[name]] for name in C.CITYSCAPES19_CLASSES] == palette
+    # cityscapesScripts labels.py colours of the ignored labelIds
+    void = {0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0), 5: (111, 74, 0), 6: (81, 0, 81),
+            9: (250, 170, 160), 10: (230, 150, 140), 14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90),
+            18: (153, 153, 153), 29: (0, 0, 90), 30: (0, 0, 110)}
+    assert {lid: C.LABEL_COLORS[lid] for lid in void} == void
+
+
+def test_spec_values_with_their_sources():
+    for spec in C.SPECS:
+        assert spec.official_counts == (("train", 2975), ("val", 500))  # cityscapes-dataset.com gtFine train / val
+        assert spec.image_sizes == ((1024, 2048),)  # leftImg8bit frames are 2048x1024
