@@ -335,7 +335,7 @@ def test_diode_payload_shapes_pickles_zip_metadata_and_far_mode(monkeypatch):
     np.testing.assert_array_equal(L.decode_diode_depth(_pack(depth[:, :1], mask[:, :1])), depth[:, :1])
     for bad_depth, bad_mask in ((depth, mask.T), (depth.T, mask), (depth, np.stack([mask, mask], -1)),
                                 (np.stack([depth, depth], -1), mask), (np.stack([depth, depth], -1), np.stack([mask, mask], -1)),
-                                (depth[..., :0].reshape(2, 3, 0), mask), (depth[0], mask[0])):
+                                (depth[..., :0].reshape(2, 3, 0), mask), (depth, mask[..., None][..., :0]), (depth[0], mask[0])):
         with pytest.raises(ValueError, match=r"expected two \(H, W\) maps"):
             L.decode_diode_depth(_pack(bad_depth, bad_mask))
     pickled = io.BytesIO()
