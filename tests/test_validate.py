@@ -320,3 +320,49 @@ def test_the_bounds_of_valid_depth_and_labels(tmp_path):
             with pytest.raises(ValidationError, match=r"have a class id >= num_classes \(150\): training/ADE_train_00000001 \(label_max 150\)"):
                 validate_dataset(ADE20K, tmp_path / f"ade{raw_id}_prep", tmp_path / "report")
             assert set(_failed(_report(tmp_path / "report")[0])) == {"label_max", "label_bad_count"}
+
+
+def _edit_stats(prepared, edit):
+    """Rewrite prepared/stats.parquet through ``edit(table) -> table`` (what prepare would write for bad data)."""
+    import pyarrow.parquet as pq
+
+    path = prepared / "stats.parquet"
+    table = edit(pq.read_table(path).to_pandas())
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
+
+
+def test_stats_that_fail_the_lower_bounds_or_cannot_be_checked(tmp_path):
+    make_nyu(tmp_path / "raw")
+    prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
+    bad = "kitchen_0001a/rgb_00002"
+
+    def negative(t):
+        t.loc[t["id"] == bad, "depth_min"] = -0.5  # a reading of -0.5 m
+        return t
+
+    _edit_stats(tmp_path / "prep", negative)
+    with pytest.raises(ValidationError, match=rf"1 sample\(s\) have negative depth: {bad} \(depth_min -0.5 m\)"):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
+    _edit_stats(tmp_path / "prep", lambda t: t[t["split"] != "test"])  # no test sample at all
+    with pytest.raises(ValidationError, match=r"test split: expected >= 1 sample\(s\), found 0"):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
+    _edit_stats(tmp_path / "prep", lambda t: t.drop(columns=["depth_valid_frac"]))
+    with pytest.raises(ValidationError, match=r"expectation expect_column_values_to_be_between on depth_valid_frac could not run: "):
+        validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
+    assert "error: " in _report(tmp_path / "report")[1]
+
+
+def test_a_prepared_folder_of_another_dataset_is_refused(tmp_path):
+    make_nyu(tmp_path / "nyu")
+    prep(NYUV2, tmp_path / "nyu", tmp_path / "nyu_prep")
+    make_ade(tmp_path / "ade")
+    prep(ADE20K, tmp_path / "ade", tmp_path / "ade_prep")
+    for spec, prepared, held in ((ADE20K, "nyu_prep", "nyuv2"), (NYU_TINY, "ade_prep", "ade20k")):  # names sort both ways
+        with pytest.raises(ValueError, match=rf"holds dataset '{held}', expected '{spec.name}'"):
+            validate_dataset(spec, tmp_path / prepared, tmp_path / "report")
+
+
+def test_numbers_in_messages():
+    from mdeaux.data.validate import _num
+
+    assert [_num(None), _num(float("nan")), _num(3.0), _num(0.123456), _num(7)] == ["?", "?", "3", "0.1235", "7"]

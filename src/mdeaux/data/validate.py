@@ -232,7 +232,6 @@ def _run_suite(spec: DatasetSpec, df: pd.DataFrame, checks: list[Check]) -> dict
 def _summarise(check: Check, result: Any, df: pd.DataFrame) -> dict[str, Any]:
     """One JSON-able record per expectation, with up to MAX_OFFENDERS offending samples."""
     info = result.result or {}
-    exc = result.exception_info or {}
     record: dict[str, Any] = {
         "expectation": result.expectation_config.type,
         "description": check.what,
@@ -242,7 +241,7 @@ def _summarise(check: Check, result: Any, df: pd.DataFrame) -> dict[str, Any]:
         "observed_value": info.get("observed_value"),
         "element_count": info.get("element_count"),
         "unexpected_count": info.get("unexpected_count"),
-        "error": exc.get("exception_message") if exc.get("raised_exception") else None,
+        "error": _exception_message(result.exception_info or {}),
         "offending": [],
     }
     for index in list(info.get("unexpected_index_list") or [])[:MAX_OFFENDERS]:
@@ -251,6 +250,14 @@ def _summarise(check: Check, result: Any, df: pd.DataFrame) -> dict[str, Any]:
             {"id": row["id"], "split": row["split"], "detail": check.detail(row) if check.detail else None}
         )
     return record
+
+
+def _exception_message(exc: dict[str, Any]) -> str | None:
+    """The first exception message of a GX result's ``exception_info``: one flat record
+    (``raised_exception``, ``exception_message``) or, when a metric failed (a missing column), one per
+    metric configuration."""
+    records = [exc] if "raised_exception" in exc else [v for v in exc.values() if isinstance(v, dict)]
+    return next((r.get("exception_message") for r in records if r.get("raised_exception")), None)
 
 
 def _failure_text(rec: dict[str, Any]) -> str:
