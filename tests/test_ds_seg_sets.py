@@ -288,6 +288,8 @@ def test_pascal_context_label_map_values():
             decode(bad)
     with pytest.raises(ValueError, match=r"\[-1\]"):
         decode(np.array([[2, -1]], np.int16))
+    with pytest.raises(ValueError, match=r"ids \[460, 461, 462, 463, 464, 465, 466, 467, 468, 469\] are outside"):
+        decode(np.arange(460, 472, dtype=np.uint16)[None])  # the first ten named
 
 
 def test_spec_values_with_their_sources():
