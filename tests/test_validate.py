@@ -271,9 +271,9 @@ def test_refuse_if_failed_only_for_a_failed_report_of_this_data_version(tmp_path
 def test_offenders_beyond_the_listed_ones_are_counted(tmp_path, monkeypatch, capfd):
     import mdeaux.data.validate as V
 
-    monkeypatch.setattr(V, "MAX_OFFENDERS", 1)
+    monkeypatch.setattr(V, "MAX_OFFENDERS", 2)
     empty = np.zeros((H, W), np.uint16)
-    for n_bad, more in ((1, None), (2, 1)):
+    for n_bad, more in ((2, None), (3, 1)):  # 3 >> 2 == 0, 3 & 2 == 2, 3 / 2 == 1.5: only 3 - 2 gives 1
         raw, prepared = tmp_path / f"raw{n_bad}", tmp_path / f"prep{n_bad}"
         make_nyu(raw, depth_maps={f"kitchen_0001a/rgb_0000{k}": empty for k in range(1, n_bad + 1)})
         prep(NYUV2, raw, prepared)
@@ -300,6 +300,22 @@ def test_count_check_on_the_page(tmp_path):
         validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 4, "test": 2})
     page = _report(tmp_path / "report")[1]
     assert "<td>train split: expected 4 sample(s)<br>" in page and "<td>observed 3</td>" in page
+    # counts for some of the splits only: the others are not checked
+    assert validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report", expected_counts={"train": 3})["success"]
+
+
+def test_at_most_twenty_offenders_listed():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from mdeaux.data.validate import Check, _summarise
+
+    df = pd.DataFrame({"id": [f"s{k}" for k in range(25)], "split": ["train"] * 25})
+    result = SimpleNamespace(result={"unexpected_count": 25, "unexpected_index_list": list(range(25))},
+                             exception_info={}, success=False, expectation_config=SimpleNamespace(type="expect_x"))
+    record = _summarise(Check(None, "are bad", "id"), result, df)
+    assert [o["id"] for o in record["offending"]] == [f"s{k}" for k in range(20)] and record["unexpected_count"] == 25
 
 
 def test_the_bounds_of_valid_depth_and_labels(tmp_path):
