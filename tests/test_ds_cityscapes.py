@@ -161,6 +161,8 @@ def test_every_label_id_to_its_train_id():
     assert C.decode_cityscapes19_label(png(ids)).tolist() == [train_ids]
     with pytest.raises(ValueError, match=r"ids \[34, 35, 36, 37, 38, 39, 40, 41, 42, 43\] that labels.py"):
         C.decode_cityscapes19_label(png(np.arange(34, 46, dtype=np.uint8)[None]))  # the first ten named
+    with pytest.raises(ValueError, match=r"ids \[34\] that"):  # sidewalk (8 -> trainId 1) beside it is not named
+        C.decode_cityscapes19_label(png(np.array([[8, 34]], np.uint8)))
 
 
 def test_label_colours():
