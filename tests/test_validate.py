@@ -271,10 +271,11 @@ def test_refuse_if_failed_only_for_a_failed_report_of_this_data_version(tmp_path
 def test_offenders_beyond_the_listed_ones_are_counted(tmp_path, monkeypatch, capfd):
     import mdeaux.data.validate as V
 
-    monkeypatch.setattr(V, "MAX_OFFENDERS", 2)
     empty = np.zeros((H, W), np.uint16)
-    for n_bad, more in ((2, None), (3, 1)):  # 3 >> 2 == 0, 3 & 2 == 2, 3 / 2 == 1.5: only 3 - 2 gives 1
-        raw, prepared = tmp_path / f"raw{n_bad}", tmp_path / f"prep{n_bad}"
+    # listed, bad, more: 3 - 2 and 2 - 1 give 1, where >>, &, /, ^ and % give 0, 2, 1.5, 3 and 0 in one of them
+    for listed, n_bad, more in ((2, 2, None), (2, 3, 1), (1, 2, 1)):
+        monkeypatch.setattr(V, "MAX_OFFENDERS", listed)
+        raw, prepared = tmp_path / f"raw{listed}{n_bad}", tmp_path / f"prep{listed}{n_bad}"
         make_nyu(raw, depth_maps={f"kitchen_0001a/rgb_0000{k}": empty for k in range(1, n_bad + 1)})
         prep(NYUV2, raw, prepared)
         with pytest.raises(ValidationError) as err:
