@@ -230,8 +230,6 @@ def test_negative_depth_with_mask_1_reaches_the_negative_depth_check():
 def test_non_finite_depth_is_counted_and_fails_validation_naming_the_sample(tmp_path):
     """A decoder that yields nan or inf (a float depth format such as DIODE's .npy): prepare records it
     (depth_finite False, the statistics over the finite readings), and validation fails naming the sample."""
-    import pyarrow.parquet as pq
-
     from mdeaux.data.prepare import _depth_stats
 
     depth = np.full((4, 5), 3.0, np.float32)
@@ -241,9 +239,11 @@ def test_non_finite_depth_is_counted_and_fails_validation_naming_the_sample(tmp_
     bad = "kitchen_0001a/rgb_00002"
     make_nyu(tmp_path / "raw")
     prep(NYUV2, tmp_path / "raw", tmp_path / "prep")
-    table = pq.read_table(tmp_path / "prep" / "stats.parquet").to_pandas()
-    table.loc[table["id"] == bad, "depth_finite"] = False  # what prepare writes for such a map
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp_path / "prep" / "stats.parquet")
+    def non_finite(table):
+        table.loc[table["id"] == bad, "depth_finite"] = False  # what prepare writes for such a map
+        return table
+
+    _edit_stats(tmp_path / "prep", non_finite)
     with pytest.raises(ValidationError, match=rf"have non-finite depth values: {bad}"):
         validate_dataset(NYU_TINY, tmp_path / "prep", tmp_path / "report")
     assert set(_failed(_report(tmp_path / "report")[0])) == {"depth_finite"}
