@@ -284,3 +284,58 @@ def test_prepared_dataset_segmentation_decode(tmp_path):
 def test_prepared_dataset_missing_manifest(tmp_path):
     with pytest.raises(FileNotFoundError, match="mdeaux prepare nyuv2"):
         PreparedDataset(tmp_path / "nyuv2")
+
+
+# -- found by mutation testing (make mutate; docs/mutation.md): the generic decoders of spec.py ------------
+class _Int32Png:
+    """What Image.open gives on Pillow before 10 for a 16-bit grayscale PNG: mode "I", int32 pixels (the
+    pinned Pillow cannot even write such a file, so the branch is reached through this stand-in)."""
+
+    format, mode = "PNG", "I"
+
+    def __init__(self, pixels):
+        self.pixels = pixels
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __array__(self, dtype=None, copy=None):
+        return self.pixels
+
+
+def test_an_int32_depth_png_is_range_checked_and_narrowed(monkeypatch):
+    from types import SimpleNamespace
+
+    import mdeaux.data.datasets.spec as spec_module
+
+    pixels = {b"ok": np.array([[8, 65535], [0, 16]], np.int32), b"low": np.array([[-1, 8]], np.int32),
+              b"high": np.array([[8, 65536]], np.int32)}
+    monkeypatch.setattr(spec_module, "Image", SimpleNamespace(open=lambda f: _Int32Png(pixels[f.getvalue()])))
+    raw = spec_module.read_png_uint16(b"ok", "nyuv2")
+    assert raw.dtype == np.uint16 and raw.tolist() == [[8, 65535], [0, 16]]
+    for bad in (b"low", b"high"):
+        with pytest.raises(ValueError, match=r"^nyuv2: depth PNG values outside 0..65535$"):
+            spec_module.read_png_uint16(bad, "nyuv2")
+
+
+def test_generic_decoders_refuse_what_they_cannot_read():
+    with pytest.raises(ValueError, match=r"^nyuv2: depth file is JPEG, expected a 16-bit PNG$"):
+        NYUV2.decode_depth(jpeg_bytes(0))
+    for encoding in ("exr", "tiff"):  # sorting before and after "png_uint16"
+        with pytest.raises(ValueError, match=rf"no depth encoding declared \(got '{encoding}'\)"):
+            dataclasses.replace(NYUV2, depth_encoding=encoding).decode_depth(png_bytes(depth_mm(0)))
+    with pytest.raises(AssertionError):  # a depth range is needed to score
+        dataclasses.replace(NYUV2, min_depth=None).eval_mask(np.ones((2, 2), np.float32))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        NYUV2.min_depth = 0.0  # a spec is a constant: every stage sees the same one
+
+
+def test_an_rgb_label_png_is_read_as_grey_indices():
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., :] = 4  # grey 4 -> index 4 -> class 3 after reduce_zero_label (ADE20K)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    assert ADE20K.decode_label(buf.getvalue()).tolist() == [[3, 3, 3], [3, 3, 3]]
