@@ -339,3 +339,11 @@ def test_an_rgb_label_png_is_read_as_grey_indices():
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     assert ADE20K.decode_label(buf.getvalue()).tolist() == [[3, 3, 3], [3, 3, 3]]
+    # reduce_zero_label (mmseg 0.27 LoadAnnotations): 0 -> 255, 1 -> 0, 150 -> 149
+    assert ADE20K.decode_label(png_bytes(np.array([[0, 1, 150]], np.uint8))).tolist() == [[255, 0, 149]]
+
+
+def test_the_eval_mask_is_strict_at_both_ends():
+    depth = np.full((480, 640), 0.5)  # float64, so that the bounds are exactly representable
+    depth[100, 101], depth[100, 102] = NYUV2.min_depth, NYUV2.max_depth  # toolbox: min_depth < gt < max_depth
+    assert NYUV2.eval_mask(depth)[100, 100:103].tolist() == [True, False, False]  # inside the Eigen crop
