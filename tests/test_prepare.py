@@ -312,10 +312,11 @@ def test_an_int32_depth_png_is_range_checked_and_narrowed(monkeypatch):
     import mdeaux.data.datasets.spec as spec_module
 
     pixels = {b"ok": np.array([[8, 65535], [0, 16]], np.int32), b"low": np.array([[-1, 8]], np.int32),
-              b"high": np.array([[8, 65536]], np.int32)}
+              b"high": np.array([[8, 65536]], np.int32), b"no zero": np.array([[8, 24]], np.int32)}
     monkeypatch.setattr(spec_module, "Image", SimpleNamespace(open=lambda f: _Int32Png(pixels[f.getvalue()])))
     raw = spec_module.read_png_uint16(b"ok", "nyuv2")
     assert raw.dtype == np.uint16 and raw.tolist() == [[8, 65535], [0, 16]]
+    assert spec_module.read_png_uint16(b"no zero", "nyuv2").tolist() == [[8, 24]]
     for bad in (b"low", b"high"):
         with pytest.raises(ValueError, match=r"^nyuv2: depth PNG values outside 0..65535$"):
             spec_module.read_png_uint16(bad, "nyuv2")
@@ -329,8 +330,13 @@ def test_generic_decoders_refuse_what_they_cannot_read():
             dataclasses.replace(NYUV2, depth_encoding=encoding).decode_depth(png_bytes(depth_mm(0)))
     with pytest.raises(AssertionError):  # a depth range is needed to score
         dataclasses.replace(NYUV2, min_depth=None).eval_mask(np.ones((2, 2), np.float32))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        NYUV2.min_depth = 0.0  # a spec is a constant: every stage sees the same one
+    for constant in (NYUV2, NYUV2.archives[0], RawSample(id="a", split="train", image=b"", image_format="jpg")):
+        with pytest.raises(dataclasses.FrozenInstanceError):  # specs, archives and samples are constants
+            constant.split = "x"
+    tiff = io.BytesIO()
+    Image.fromarray(depth_mm(0)).save(tiff, format="TIFF")  # a 16-bit map, but TIFF (sorts after PNG)
+    with pytest.raises(ValueError, match=r"^nyuv2: depth file is TIFF, expected a 16-bit PNG$"):
+        NYUV2.decode_depth(tiff.getvalue())
 
 
 def test_an_rgb_label_png_is_read_as_grey_indices():
@@ -345,5 +351,5 @@ def test_an_rgb_label_png_is_read_as_grey_indices():
 
 def test_the_eval_mask_is_strict_at_both_ends():
     depth = np.full((480, 640), 0.5)  # float64, so that the bounds are exactly representable
-    depth[100, 101], depth[100, 102] = NYUV2.min_depth, NYUV2.max_depth  # toolbox: min_depth < gt < max_depth
-    assert NYUV2.eval_mask(depth)[100, 100:103].tolist() == [True, False, False]  # inside the Eigen crop
+    depth[100, 101], depth[100, 102], depth[100, 103] = NYUV2.min_depth, NYUV2.max_depth, 12.0  # min < gt < max
+    assert NYUV2.eval_mask(depth)[100, 100:104].tolist() == [True, False, False, False]  # inside the Eigen crop
