@@ -340,11 +340,8 @@ def test_generic_decoders_refuse_what_they_cannot_read():
 
 
 def test_an_rgb_label_png_is_read_as_grey_indices():
-    rgb = np.zeros((2, 3, 3), np.uint8)
-    rgb[..., :] = 4  # grey 4 -> index 4 -> class 3 after reduce_zero_label (ADE20K)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    assert ADE20K.decode_label(buf.getvalue()).tolist() == [[3, 3, 3], [3, 3, 3]]
+    rgb = np.full((2, 3, 3), 4, np.uint8)  # grey 4 -> index 4 -> class 3 after reduce_zero_label (ADE20K)
+    assert ADE20K.decode_label(png_bytes(rgb)).tolist() == [[3, 3, 3], [3, 3, 3]]
     # reduce_zero_label (mmseg 0.27 LoadAnnotations): 0 -> 255, 1 -> 0, 150 -> 149
     assert ADE20K.decode_label(png_bytes(np.array([[0, 1, 150]], np.uint8))).tolist() == [[255, 0, 149]]
 
