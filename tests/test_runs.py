@@ -1,7 +1,9 @@
-"""Run ids: stable for the same inputs, new for a changed parameter, data version or training code."""
+"""Run ids: stable for the same inputs, new for a changed parameter, data version, backbone weights or training code."""
 
 import copy
+import hashlib
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +31,16 @@ def project(tmp_path, monkeypatch):
     paths = Paths(tmp_path)
     for name in ("nyuv2", "ade20k"):
         set_data(paths, name, f"{name}-v1")
+    set_weights(paths, "v1")
     return paths
+
+
+def set_weights(paths, version):
+    """The pretrained tiny ViT the mini profile loads (model.weights_dir), as far as planning reads it: its manifest."""
+    paths.pretrained.mkdir(parents=True, exist_ok=True)
+    files = {n: {"sha256": hashlib.sha256(f"{n}-{version}".encode()).hexdigest(), "size": 1}
+             for n in ("config.json", "model.safetensors")}
+    (paths.pretrained / "MANIFEST.json").write_text(json.dumps({"files": files, "commit": version}))
 
 
 def set_data(paths, name, version, fractions=None):
@@ -99,6 +110,21 @@ def test_data_version_changes_the_runs_that_read_it(project):
     after = ids_by_label(project, params())
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {k for k in before if "ade20k" in k}
+
+
+def test_the_backbone_weights_change_every_run(project):
+    before = ids_by_label(project, params())
+    set_weights(project, "v2")  # the pretrain stage wrote other weights (`mdeaux weights`: another commit)
+    after = ids_by_label(project, params())
+    assert all(before[k] != after[k] for k in before)
+    set_weights(project, "v1")
+    assert ids_by_label(project, params()) == before
+    random = ids_by_label(project, params(**{"model.weights_dir": None}))  # a random tiny ViT: no weights to read
+    assert not set(random.values()) & set(before.values())
+    shutil.rmtree(project.pretrained)
+    assert ids_by_label(project, params(**{"model.weights_dir": None})) == random
+    with pytest.raises(FileNotFoundError, match="models/tiny-pretrained.*`dvc repro pretrain`"):
+        ids_by_label(project, params())
 
 
 def test_only_the_ids_a_run_reads_are_in_its_id(project):

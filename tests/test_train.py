@@ -17,6 +17,7 @@ from mdeaux.training.scheme import Trainer, build_optimizers, schedule, update
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+RAW["model"]["weights_dir"]["mini"] = None  # the step on a random tiny ViT (the pretrained one: tests/test_pretrain.py)
 
 
 def setup(alpha=0.9, task="mldc", **train):

@@ -18,7 +18,7 @@ from mdeaux.params import ParamsError
 
 log = logging.getLogger("mdeaux")
 
-EPILOG = "Stages in order: synth, fetch, prepare, validate, split, reference, train, report. `dvc repro` runs them all."
+EPILOG = "Stages in order: synth, fetch, prepare, validate, split, pretrain, reference, train, report. `dvc repro` runs them all."
 
 
 NOISY = ("alembic", "urllib3", "great_expectations", "matplotlib", "PIL", "mlflow")
@@ -95,6 +95,12 @@ def cmd_split(args) -> None:
     from mdeaux.data import stages
 
     stages.split(*_context())
+
+
+def cmd_pretrain(args) -> None:
+    from mdeaux.model import pretrain
+
+    pretrain.write(*_context())
 
 
 def cmd_reference(args) -> None:
@@ -203,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "write Parquet shards (original bytes) and a per-sample stats table to data/prepared/<ds>/", True)
     add("validate", cmd_validate, "run the Great Expectations suite on a prepared dataset; report in reports/validation/<ds>/", True)
     add("split", cmd_split, "write seeded, nested training fractions and the test list to data/splits/")
+    add("pretrain", cmd_pretrain, "(mini profile) pretrain the tiny ViT/14 on the training images (masked patch "
+        "prediction) into models/tiny-pretrained/, the Hugging Face folder model.weights_dir loads")
     add("reference", cmd_reference, "score each depth dataset's reference predictor (a constant at the median training "
         "depth) the way runs are scored: results/reference.json, drawn in every table and figure")
     sp = add("runs", cmd_runs, "list the planned runs of all studies, which are done and which are missing")

@@ -72,6 +72,18 @@ class Validate(Strict):
     min_depth_max_sanity: float = Field(gt=0)
 
 
+class Pretrain(Strict):
+    seed: int = Field(ge=0)
+    iterations: PosInt
+    warmup_iters: int = Field(ge=0)
+    batch_size: PosInt
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    mask_ratio: float = Field(gt=0, lt=1)
+    short_side: PosInt
+    crop: PosInt
+
+
 class Split(Strict):
     seed: int = Field(ge=0)
     fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]]
@@ -290,6 +302,7 @@ class Params(Strict):
     prepare: Prepare
     validate_: Validate = Field(alias="validate")
     split: Split
+    pretrain: Pretrain
     model: Model
     train: Train
     augment: dict[str, Any]  # checked per dataset task in parse()

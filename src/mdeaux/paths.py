@@ -47,6 +47,7 @@ class Paths:
         self.prepared = self.data / "prepared"
         self.splits = self.data / "splits"
         self.results = self.root / "results"
+        self.pretrained = self.root / "models" / "tiny-pretrained"  # the mini profile's pretrained tiny ViT (stage pretrain)
         self.reports = self.root / "reports"
         self.validation_reports = self.reports / "validation"
         store = store_root(self.root)

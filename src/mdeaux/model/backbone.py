@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -183,6 +184,9 @@ def _build_tiny(tiny: dict | None, seed: int, spec: BackboneSpec) -> Dinov2Backb
 
 def _missing_weights_message(name: str, spec: BackboneSpec, folder: Path | None, problem: str) -> str:
     where = "no weights_dir was given" if folder is None else f"{problem}: {folder}"
+    if spec.hf_repo is None:  # the tiny ViT, pretrained by the pretrain stage (model/pretrain.py)
+        return (f"backbone {name!r}: {where}. The mini profile's pretrained tiny ViT is written by the pretrain stage: "
+                "run `dvc repro pretrain` (or `mdeaux pretrain`), or set model.weights_dir to null for a random one")
     return (
         f"backbone {name!r}: {where}. It must be a local Hugging Face model folder holding "
         f"{CONFIG_FILE} and model.safetensors (or another of {', '.join(WEIGHT_FILES[1:])}). "
@@ -221,7 +225,24 @@ def _load_depth_anything_backbone(folder: Path, config: Dinov2Config, spec: Back
     return backbone
 
 
-def _load_pretrained(name: str, spec: BackboneSpec, weights_dir: Path | str | None) -> Dinov2Backbone:
+def _tiny_spec(spec: BackboneSpec, config: Dinov2Config, tiny: dict | None, folder: Path) -> BackboneSpec:
+    """The row of a pretrained tiny ViT (``model/pretrain.py``): its taps follow the decoder as for a random one,
+    and the folder's ViT must be the one ``model.tiny`` describes (a run's id records those settings)."""
+    tiny = dict(tiny or {})
+    want = {**TINY_DEFAULTS, **{k: v for k, v in tiny.items() if k != "out_indices"}}
+    got = {"mlp_ratio": config.mlp_ratio, "image_size": config.image_size, "hidden_size": config.hidden_size,
+           "num_hidden_layers": config.num_hidden_layers, "num_attention_heads": config.num_attention_heads,
+           "patch_size": config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]}
+    differ = [f"{k} {got[k]} (model.tiny: {want[k]})" for k in sorted(want) if got[k] != want[k]]
+    if differ:
+        raise ValueError(f"{folder} holds a tiny ViT with {', '.join(differ)}: pretrain it again with these settings "
+                         "(`dvc repro pretrain`, or `mdeaux pretrain`)")
+    taps = tiny.get("out_indices") or _tiny_out_indices(config.num_hidden_layers, spec.decoder)
+    return replace(spec, embed_dim=config.hidden_size, out_indices=tuple(taps))
+
+
+def _load_pretrained(name: str, spec: BackboneSpec, weights_dir: Path | str | None,
+                     tiny: dict | None = None) -> Dinov2Backbone:
     if weights_dir is None:
         raise FileNotFoundError(_missing_weights_message(name, spec, None, ""))
     folder = Path(weights_dir).expanduser()
@@ -230,11 +251,13 @@ def _load_pretrained(name: str, spec: BackboneSpec, weights_dir: Path | str | No
     if not (folder / CONFIG_FILE).is_file() or not any((folder / f).is_file() for f in WEIGHT_FILES):
         raise FileNotFoundError(_missing_weights_message(name, spec, folder, "weights folder is incomplete"))
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    if config.model_type == "depth_anything":
+    if config.model_type == "depth_anything" and spec.hf_repo is not None:
         _check_config(name, spec, config.backbone_config, folder)
         return _load_depth_anything_backbone(folder, config.backbone_config, spec)
     if config.model_type != "dinov2":
         raise ValueError(f"{folder} holds a {config.model_type!r} model; backbone {name!r} needs a DINOv2 one")
+    if spec.hf_repo is None:
+        spec = _tiny_spec(spec, config, tiny, folder)
     _check_config(name, spec, config, folder)
     model, info = Dinov2Backbone.from_pretrained(
         folder,
@@ -258,15 +281,16 @@ def build_backbone(
     seed: int = 0,
     decoder_type: str | None = None,
 ) -> FrozenBackbone:
-    """A frozen backbone by table name: "tiny" is random (seeded), the others load from ``weights_dir``.
+    """A frozen backbone by table name, loaded from ``weights_dir``; "tiny" without one is random (seeded),
+    with one it is the pretrained tiny ViT (``model/pretrain.py``), loaded as DINOv2 is.
 
-    ``decoder_type`` (None: the row's) only changes the taps and LayerNorm of the random "tiny" backbone
+    ``decoder_type`` (None: the row's) only changes the taps and LayerNorm of the "tiny" backbone
     (``resolve_spec``).
     """
     spec = resolve_spec(name, decoder_type)
     if spec.hf_repo is None:
         if weights_dir is not None:
-            raise ValueError(f"backbone {name!r} is randomly initialised; weights_dir must be None")
+            return FrozenBackbone(_load_pretrained(name, spec, weights_dir, tiny))
         return FrozenBackbone(_build_tiny(tiny, seed, spec))
     if tiny is not None:
         raise ValueError(f"the 'tiny' settings only apply to the 'tiny' backbone, not {name!r}")

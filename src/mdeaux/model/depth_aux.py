@@ -63,7 +63,7 @@ class DepthAuxModel(nn.Module):
 # build_model settings and their defaults.
 MODEL_DEFAULTS: dict = {
     "backbone": None,  # a name in BACKBONES (required)
-    "weights_dir": None,  # local Hugging Face folder of the backbone weights (None for "tiny")
+    "weights_dir": None,  # local Hugging Face folder of the backbone weights ("tiny": None, random; or pretrained)
     "tiny": None,  # Dinov2Config settings of the random "tiny" backbone
     "backbone_seed": 0,  # init seed of the "tiny" backbone
     "decoder_channels": 256,  # dinov2/hub/depthers.py DPTHead channels=256
@@ -98,16 +98,18 @@ def _resolve(cfg: dict) -> tuple[dict, BackboneSpec]:
     return cfg, resolve_spec(name, decoder_type)
 
 
-def frozen_backbone(cfg: dict) -> FrozenBackbone:
-    """The frozen backbone of the model settings ``cfg``, loaded (or, for "tiny", initialised from
-    ``backbone_seed``) without touching the global RNG: the decoder and heads initialised after it do
-    not depend on how it was made, so runs sharing one backbone (a cohort) start as they would alone."""
+def frozen_backbone(cfg: dict, root: Path | None = None) -> FrozenBackbone:
+    """The frozen backbone of the model settings ``cfg``, loaded (or, for "tiny" without weights_dir,
+    initialised from ``backbone_seed``) without touching the global RNG: the decoder and heads initialised
+    after it do not depend on how it was made, so runs sharing one backbone (a cohort) start as they would
+    alone. A relative ``weights_dir`` is read from ``root`` (the project root; None: the current folder)."""
     cfg, spec = _resolve(cfg)
     is_tiny = spec.hf_repo is None
+    weights_dir = None if cfg["weights_dir"] is None else Path(root or ".") / cfg["weights_dir"]
     with torch.random.fork_rng(devices=[]):
         return build_backbone(
             cfg["backbone"],
-            weights_dir=None if is_tiny or cfg["weights_dir"] is None else Path(cfg["weights_dir"]),
+            weights_dir=weights_dir,
             tiny=cfg["tiny"] if is_tiny else None,
             seed=int(cfg["backbone_seed"]),
             decoder_type=cfg["decoder_type"],

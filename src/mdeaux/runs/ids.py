@@ -110,6 +110,31 @@ def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
     return out
 
 
+def weights_version(paths: Paths, weights_dir: str | None) -> dict[str, str]:
+    """``{"weights": digest}`` of the backbone folder a run loads (empty for a random backbone): sha256 over the
+    sha256 of its files as its ``MANIFEST.json`` lists them (``mdeaux weights`` and ``mdeaux pretrain`` write
+    one), else over its config.json and weight files read in full."""
+    if weights_dir is None:
+        return {}
+    folder = paths.root / weights_dir
+    manifest = folder / "MANIFEST.json"
+    if manifest.is_file():
+        try:
+            files = {name: entry["sha256"] for name, entry in json.loads(manifest.read_text())["files"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(f"{manifest} is damaged (expected 'files' with a sha256 each): fetch or pretrain the "
+                             "weights again (`mdeaux weights`, `dvc repro pretrain`)") from None
+    else:
+        from mdeaux.model.specs import CONFIG_FILE, WEIGHT_FILES
+
+        found = [folder / n for n in (CONFIG_FILE, *WEIGHT_FILES) if (folder / n).is_file()]
+        if not folder.is_dir() or len(found) < 2:
+            raise FileNotFoundError(f"model.weights_dir {weights_dir}: {folder} holds no Hugging Face model (config.json "
+                                    "and weights): fetch it with `mdeaux weights`, or `dvc repro pretrain` for the tiny ViT")
+        files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in found}
+    return {"weights": hashlib.sha256(canonical(files).encode()).hexdigest()}
+
+
 def run_id(config: RunConfig, inputs: dict[str, str], code: str) -> str:
     record = {"config": config.model_dump(mode="json"), "inputs": inputs, "code": code}
     return hashlib.sha256(canonical(record).encode()).hexdigest()[:ID_LENGTH]

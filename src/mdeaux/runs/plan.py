@@ -15,7 +15,7 @@ from typing import Any
 
 from mdeaux.params import Params
 from mdeaux.paths import Paths
-from mdeaux.runs.ids import canonical, code_version, data_versions, run_id
+from mdeaux.runs.ids import canonical, code_version, data_versions, run_id, weights_version
 from mdeaux.runs.store import ID_LENGTH, RunDir, RunStore
 from mdeaux.training import tasks
 from mdeaux.training.config import RunConfig
@@ -98,14 +98,19 @@ def reads(config: RunConfig) -> dict[str, float]:
     return {config.depth_dataset: config.fraction, **{name: 1.0 for name in config.aux_datasets}}
 
 
+def inputs_of(config: RunConfig, paths: Paths) -> dict[str, str]:
+    """The versions of what a run reads besides its configuration: data, split and backbone weights."""
+    return {**data_versions(paths, reads(config)), **weights_version(paths, config.model.weights_dir)}
+
+
 def make_run(config: RunConfig, paths: Paths, code: str) -> Run:
-    inputs = data_versions(paths, reads(config))
+    inputs = inputs_of(config, paths)
     return Run(id=run_id(config, inputs, code), config=config, inputs=inputs, code=code)
 
 
 def check_inputs(run: Run, paths: Paths) -> None:
     """Refuse to train ``run`` on data other than what it was planned for (its id digests that data)."""
-    now = data_versions(paths, reads(run.config))
+    now = inputs_of(run.config, paths)
     changed = [f"{key} planned {str(run.inputs.get(key))[:12]}, now {value[:12]}" for key, value in now.items()
                if run.inputs.get(key) != value]
     if changed:

@@ -124,7 +124,7 @@ def train_cohort(members: list[Member], paths: Paths, progress: bool = True, rt:
                          "(training/cohort.py cohort_key)")
     train, depth_name = cfg.train, cfg.depth_dataset
     depth_spec, depth_aug = get_spec(depth_name), cfg.augment[depth_name]
-    backbone = frozen_backbone(cfg.model.model_dump()).to(rt.device)  # one for the whole cohort
+    backbone = frozen_backbone(cfg.model.model_dump(), paths.root).to(rt.device)  # one for the whole cohort
     data, aux_index = step_data([m.cfg for m in members], paths, rt.rank, rt.world)
     runs = [_Progress(m, Trainer(m.cfg, rt, build_run_model(m.cfg, backbone)), aux)
             for m, aux in zip(members, aux_index)]
