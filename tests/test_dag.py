@@ -23,6 +23,8 @@ import pytest
 import yaml
 from conftest import smoke_params
 
+from mdeaux.model.weights import verify_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -127,6 +129,9 @@ def test_whole_dag_then_nothing_to_do_then_alpha_experiment(repo):
     (baseline,) = [r for r in train["runs"] if "table3" in r["studies"] and r["config"]["task"] == "baseline"
                    and r["config"]["depth_dataset"] == "nyuv2"]  # one seed in the smoke world: no standard error
     ours = baseline["metrics"]["best"]["abs_rel"] * 1e4
+    # its frozen backbone is the tiny ViT the pretrain stage wrote, loaded from its folder (model/pretrain.py)
+    assert baseline["config"]["model"]["weights_dir"] == "models/tiny-pretrained"
+    assert verify_folder(dest / "models/tiny-pretrained") == [] and "weights" in baseline["inputs"]
     header, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("|")]
     nyu = next(r for r in rows if r[0] == "NYUv2")
     mark = "†" if baseline["label"] in metrics["not_learned"] else ""  # the learning check's mark (below)

@@ -92,6 +92,12 @@ def test_run_ids_follow_the_weights(tiny_world, tmp_path):
     hashed = weights_version(paths, str(copy))
     (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
     assert weights_version(paths, str(copy)) != hashed
+    hashed = weights_version(paths, str(copy))
+    (copy / "model-00002-of-00002.safetensors").write_bytes(b"a shard")  # every weight file counts
+    assert weights_version(paths, str(copy)) != hashed
+    (copy / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="holds no Hugging Face model"):
+        weights_version(paths, str(copy))
     with pytest.raises(FileNotFoundError, match="models/nothing.*`dvc repro pretrain`"):
         weights_version(paths, "models/nothing")
     (copy / "MANIFEST.json").write_text("{}")

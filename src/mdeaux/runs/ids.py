@@ -113,7 +113,7 @@ def data_versions(paths: Paths, datasets: dict[str, float]) -> dict[str, str]:
 def weights_version(paths: Paths, weights_dir: str | None) -> dict[str, str]:
     """``{"weights": digest}`` of the backbone folder a run loads (empty for a random backbone): sha256 over the
     sha256 of its files as its ``MANIFEST.json`` lists them (``mdeaux weights`` and ``mdeaux pretrain`` write
-    one), else over its config.json and weight files read in full."""
+    one), else over its config.json and weight files (shards included) read in full."""
     if weights_dir is None:
         return {}
     folder = paths.root / weights_dir
@@ -125,13 +125,15 @@ def weights_version(paths: Paths, weights_dir: str | None) -> dict[str, str]:
             raise ValueError(f"{manifest} is damaged (expected 'files' with a sha256 each): fetch or pretrain the "
                              "weights again (`mdeaux weights`, `dvc repro pretrain`)") from None
     else:
-        from mdeaux.model.specs import CONFIG_FILE, WEIGHT_FILES
-
-        found = [folder / n for n in (CONFIG_FILE, *WEIGHT_FILES) if (folder / n).is_file()]
-        if not folder.is_dir() or len(found) < 2:
+        found = sorted(f for f in folder.iterdir() if f.name == "config.json" or f.suffix in (".safetensors", ".bin")
+                       or f.name.endswith(".index.json")) if folder.is_dir() else []
+        if not any(f.name == "config.json" for f in found) or len(found) < 2:
             raise FileNotFoundError(f"model.weights_dir {weights_dir}: {folder} holds no Hugging Face model (config.json "
                                     "and weights): fetch it with `mdeaux weights`, or `dvc repro pretrain` for the tiny ViT")
-        files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in found}
+        files = {}
+        for f in found:
+            with open(f, "rb") as fh:
+                files[f.name] = hashlib.file_digest(fh, "sha256").hexdigest()
     return {"weights": hashlib.sha256(canonical(files).encode()).hexdigest()}
 
 
