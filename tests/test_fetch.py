@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from mdeaux.data.datasets.indoor_depth import TASKONOMY
 from mdeaux.data.datasets.spec import Archive, DatasetSpec
 from mdeaux.data.download import download
 from mdeaux.data.extract import safe_extract
@@ -67,6 +68,11 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if path in srv.unsized:  # no Content-Length: the body ends where the connection closes
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if cut else body)
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if cut:  # promise the full length, send half, hang up
@@ -87,7 +93,7 @@ def server():
     srv.daemon_threads = True
     srv.lock = threading.Lock()
     srv.files, srv.status, srv.cuts, srv.requests = {}, {}, {}, []  # cuts: path -> responses to cut
-    srv.ignore_range, srv.auth = False, None
+    srv.ignore_range, srv.auth, srv.unsized = False, None, set()  # unsized: paths served without Content-Length
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -179,6 +185,23 @@ def test_wrong_size_raises(server, tmp_path):
     with pytest.raises(FetchError, match="expected 5 bytes"):
         download(server.base + "/data.bin", tmp_path / "data.bin", size=5, **fast())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_taskonomy_split_archive_cut_short_without_a_length_is_refused(server, tmp_path):
+    # GitHub's raw file server may stream without Content-Length; the spec pins the archive's size and sha256
+    archive = next(a for a in TASKONOMY.archives if a.filename == "splits_taskonomy.zip")
+    body = zip_bytes({"splits_taskonomy/train_val_test_full.csv": b"id,train,val,test\n" * 600})
+    server.files["/s.zip"], server.unsized = body, {"/s.zip"}
+    server.cuts["/s.zip"] = 10**6  # every response ends half way, with nothing announcing the length
+    dest = tmp_path / "splits_taskonomy.zip"
+    with pytest.raises(FetchError, match="10295|10,295|size"):
+        download(server.base + "/s.zip", dest, sha256=archive.sha256, md5=archive.md5, size=archive.size, **fast())
+    assert not dest.exists()
+    # a whole body of another file (not the published archive) is refused by its checksum as well
+    server.cuts.clear()
+    with pytest.raises(FetchError, match=archive.sha256):
+        download(server.base + "/s.zip", dest, sha256=archive.sha256, md5=None, size=None, **fast())
+    assert not dest.exists()
 
 
 def test_404_fails_fast_without_retry(server, tmp_path):

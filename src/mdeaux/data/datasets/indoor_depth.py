@@ -320,8 +320,10 @@ TASKONOMY = DatasetSpec(
     archives=(  # licence-gated first (see _mp3d_archives)
         Archive(filename="rgb.tar", manual=TASKONOMY_MANUAL),
         Archive(filename="depth_zbuffer.tar", manual=TASKONOMY_MANUAL),
-        # no checksum is published for the split archive
-        Archive(filename="splits_taskonomy.zip", urls=(TASKONOMY_SPLITS_URL,)),
+        # the split archive as GitHub serves it: StanfordVL/taskonomy data/assets/splits_taskonomy.zip, git blob
+        # 0aa76402 (the only version, commit e0b5adc, unchanged on master); no checksum is published elsewhere
+        Archive(filename="splits_taskonomy.zip", urls=(TASKONOMY_SPLITS_URL,),
+                sha256="58e353198de5b85feb4f51b81762bd43bb9aaacc17879d4ce58270900770c0c5", size=10_295),
     ),
     reader=read_taskonomy,
     splits=("train", "val"),
