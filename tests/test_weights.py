@@ -533,7 +533,7 @@ def test_foreign_destination_is_not_overwritten(hub, spec, tmp_path):
 
 def test_backbone_names():
     assert repo_of("dinov2_vitg14") == "facebook/dinov2-giant"
-    with pytest.raises(WeightsError, match="random init, nothing to download"):
+    with pytest.raises(WeightsError, match="nothing to download: the pretrain stage makes it"):
         repo_of("tiny")
     with pytest.raises(WeightsError, match="unknown backbone 'vit_x'.*dinov2_vitg14"):
         repo_of("vit_x")

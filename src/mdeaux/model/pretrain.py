@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from mdeaux.atomic import atomic_dir, write_json
 from mdeaux.model.specs import PATCH_SIZE
+from mdeaux.model.weights import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +152,12 @@ def pretrain(images: list[np.ndarray], tiny: dict, cfg, progress: bool = True) -
     return model, losses
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save(model: MaskedPatchModel, dest: Path, losses: list[float]) -> None:
     """``dest``: the ViT as a Hugging Face folder, its ``MANIFEST.json`` and the loss curve, written in
     one rename."""
     with atomic_dir(dest) as tmp:
         model.vit.save_pretrained(tmp, safe_serialization=True)
-        files = {name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size} for name in FILES}
+        files = {name: {"sha256": sha256_of(tmp / name), "size": (tmp / name).stat().st_size} for name in FILES}
         digest = hashlib.sha256("".join(files[n]["sha256"] for n in FILES).encode()).hexdigest()
         write_json(tmp / "MANIFEST.json", {"repo": REPO, "revision": "pretrain", "commit": digest, "files": files})
         write_json(tmp / "losses.json", {"loss": [round(v, 6) for v in losses]})

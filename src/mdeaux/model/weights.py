@@ -55,7 +55,8 @@ class WeightsError(RuntimeError):
 
 
 def known_backbones() -> dict[str, str | None]:
-    """``{backbone name: Hugging Face repository}`` (None: randomly initialised, nothing to download)."""
+    """``{backbone name: Hugging Face repository}`` (None: nothing to download; the tiny ViT is made by the
+    ``pretrain`` stage, or random with ``model.weights_dir: null``)."""
     from mdeaux.model.specs import BACKBONES
 
     return {name: spec.hf_repo for name, spec in BACKBONES.items()}
@@ -67,7 +68,8 @@ def repo_of(backbone: str) -> str:
     if backbone not in known:
         raise WeightsError(f"unknown backbone {backbone!r}; known backbones: {', '.join(known)} (see `mdeaux weights --list`)")
     if known[backbone] is None:
-        raise WeightsError(f"backbone {backbone!r} is a random init, nothing to download")
+        raise WeightsError(f"backbone {backbone!r}: nothing to download: the pretrain stage makes it "
+                           "(`dvc repro pretrain` writes models/tiny-pretrained; model.weights_dir null: a random ViT)")
     return known[backbone]
 
 
@@ -214,6 +216,11 @@ def _hashes(path: Path, blob: bool = False) -> tuple[str, str | None]:
             if sha1 is not None:
                 sha1.update(chunk)
     return sha256.hexdigest(), sha1.hexdigest() if sha1 is not None else None
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    return _hashes(path)[0]
 
 
 def git_blob_id(path: Path) -> str:
@@ -410,7 +417,7 @@ def command(args: argparse.Namespace) -> None:
     if args.list:
         known = known_backbones()
         for name, repo in known.items():
-            target = f"{repo}  -> {default_dest(repo, Path('.')).as_posix()}" if repo else "(random init, nothing to download)"
+            target = f"{repo}  -> {default_dest(repo, Path('.')).as_posix()}" if repo else "(nothing to download: made by the pretrain stage, models/tiny-pretrained)"
             print(f"{name:<{max(map(len, known))}}  {target}")
         return
     if not args.backbone:

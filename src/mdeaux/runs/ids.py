@@ -24,6 +24,7 @@ from typing import Any
 
 from mdeaux.data.split import SplitFile
 from mdeaux.data.validate import refuse_if_failed
+from mdeaux.model.weights import sha256_of
 from mdeaux.paths import Paths
 from mdeaux.runs.store import ID_LENGTH
 from mdeaux.training.config import RunConfig
@@ -130,10 +131,7 @@ def weights_version(paths: Paths, weights_dir: str | None) -> dict[str, str]:
         if not any(f.name == "config.json" for f in found) or len(found) < 2:
             raise FileNotFoundError(f"model.weights_dir {weights_dir}: {folder} holds no Hugging Face model (config.json "
                                     "and weights): fetch it with `mdeaux weights`, or `dvc repro pretrain` for the tiny ViT")
-        files = {}
-        for f in found:
-            with open(f, "rb") as fh:
-                files[f.name] = hashlib.file_digest(fh, "sha256").hexdigest()
+        files = {f.name: sha256_of(f) for f in found}
     return {"weights": hashlib.sha256(canonical(files).encode()).hexdigest()}
 
 
