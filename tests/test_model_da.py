@@ -294,21 +294,25 @@ def test_backbone_outputs_are_ordinary_tensors_for_a_1x1_grid():
     assert model.decoder.projects[0].weight.grad is not None
 
 
-def test_positive_output_init_keeps_the_final_relu_alive():
+@pytest.mark.parametrize("head_cls, last", [
+    (DepthAnythingDepthHead, lambda h: h.scratch.output_conv2[2]),
+    (DepthHead, lambda h: h.head[4]),
+])
+def test_positive_output_init_keeps_the_final_relu_alive(head_cls, last):
     """Features that vary little (a random decoder on a frozen backbone) give a default-initialised head
     one sign everywhere: for some seeds all zeros (no gradient ever); ``positive`` never does."""
     feats = 1.0 + 0.01 * torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
     dead = 0
     for seed in range(8):
         torch.manual_seed(seed)
-        default = DepthAnythingDepthHead(16, min_depth=0.001)
+        default = head_cls(16, min_depth=0.001)
         torch.manual_seed(seed)
-        positive = DepthAnythingDepthHead(16, min_depth=0.001, output_init="positive")
+        positive = head_cls(16, min_depth=0.001, output_init="positive")
         out = positive(feats)
         assert (out > 0.001).all()
         out.log().mean().backward()
-        assert positive.scratch.output_conv2[2].weight.grad.abs().sum() > 0
+        assert last(positive).weight.grad.abs().sum() > 0
         dead += bool((default(feats) == 0.001).all())
     assert dead >= 2  # what the switch is for
     with pytest.raises(ValueError, match="output_init"):
-        DepthAnythingDepthHead(16, output_init="zeros")
+        head_cls(16, output_init="zeros")

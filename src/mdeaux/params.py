@@ -112,7 +112,7 @@ class Model(Strict):
     backbone_seed: int = Field(ge=0)
     decoder_channels: PosInt
     min_depth: float = Field(gt=0)
-    da_output_init: Literal["default", "positive"]
+    depth_output_init: Literal["default", "positive"]
 
 
 class Train(Strict):

@@ -74,9 +74,9 @@ MODEL_DEFAULTS: dict = {
     "post_process_channels": None,  # None: the backbone's (DINOv2 rule embed_dim // 8, // 4, // 2, // 1)
     "readout_type": None,  # None: the backbone's default ("project" DINOv2, "ignore" Depth Anything)
     "min_depth": MIN_DEPTH,  # dinov2 min_depth=0.001
-    # Depth Anything head's last conv: "default" PyTorch init (Depth Anything's), "positive" its |W|, |b| so
-    # the final ReLU is alive at the start (heads.DepthAnythingDepthHead)
-    "da_output_init": "default",
+    # the depth head's last conv: "default" PyTorch init (DINOv2's and Depth Anything's), "positive" its |W|,
+    # |b| so the final ReLU is alive at the start (heads.init_output)
+    "depth_output_init": "default",
     "aux_heads": {},  # {head name: number of output channels K}
 }
 
@@ -135,10 +135,10 @@ def build_model(cfg: dict, backbone: FrozenBackbone | None = None) -> DepthAuxMo
     if spec.decoder == "depth_anything":
         decoder = DepthAnythingDecoder(backbone.embed_dim, post, channels=channels, readout_type=readout)
         depth_head = DepthAnythingDepthHead(channels, min_depth=min_depth, patch_size=backbone.patch_size,
-                                            output_init=cfg["da_output_init"])
+                                            output_init=cfg["depth_output_init"])
     else:
         decoder = DPTDecoder(backbone.embed_dim, post_process_channels=post, channels=channels, readout_type=readout)
-        depth_head = DepthHead(channels, min_depth=min_depth)
+        depth_head = DepthHead(channels, min_depth=min_depth, output_init=cfg["depth_output_init"])
     aux_heads = {}
     for head_name, num_classes in dict(cfg["aux_heads"] or {}).items():
         if not isinstance(head_name, str) or not head_name or "." in head_name or head_name == "depth":

@@ -24,13 +24,31 @@ class Interpolate(nn.Module):
         return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
 
 
+OUTPUT_INITS = ("default", "positive")  # a depth head's last conv: PyTorch's init, or made non-negative
+
+
+def init_output(conv: nn.Conv2d, output_init: str, owner: str) -> None:
+    """``positive``: the last Conv1x1 of a depth head sees ReLU outputs (>= 0) and feeds the final ReLU. With
+    PyTorch's default init its output has one sign over most of the image when the features vary little (a
+    random decoder on a frozen backbone): about half the inits are negative everywhere, the final ReLU
+    outputs 0 and no gradient ever flows (seen in the mini Table 3 and Table 4 runs). |W| and |b| keep the
+    default magnitudes and make the output > 0 everywhere at the start. ``default``: PyTorch's init, left alone."""
+    if output_init not in OUTPUT_INITS:
+        raise ValueError(f"{owner} output_init must be one of {OUTPUT_INITS}, got {output_init!r}")
+    if output_init == "positive":
+        with torch.no_grad():
+            conv.weight.abs_()
+            conv.bias.abs_()
+
+
 class DepthHead(nn.Module):
     """h_phi: DINOv2 ``HeadDepth`` then ``relu(.) + min_depth`` (dinov2 DPTHead.depth_pred, classify=False).
 
-    (B, C, H, W) decoder features -> (B, 1, 2H, 2W) depth >= min_depth. PyTorch default init, as in dinov2.
+    (B, C, H, W) decoder features -> (B, 1, 2H, 2W) depth >= min_depth. PyTorch default init, as in dinov2
+    (``output_init="default"``); ``positive`` starts the last conv alive (``init_output``).
     """
 
-    def __init__(self, channels: int = 256, min_depth: float = MIN_DEPTH):
+    def __init__(self, channels: int = 256, min_depth: float = MIN_DEPTH, output_init: str = "default"):
         super().__init__()
         if channels < 2:
             raise ValueError(f"DepthHead needs at least 2 input channels, got {channels}")
@@ -44,12 +62,10 @@ class DepthHead(nn.Module):
             nn.ReLU(),
             nn.Conv2d(32, 1, kernel_size=1, stride=1, padding=0),
         )
+        init_output(self.head[4], output_init, "DepthHead")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.head(x)) + self.min_depth
-
-
-OUTPUT_INITS = ("default", "positive")  # DepthAnythingDepthHead: PyTorch's init, or its last conv made non-negative
 
 
 class DepthAnythingDepthHead(nn.Module):
@@ -63,7 +79,7 @@ class DepthAnythingDepthHead(nn.Module):
     Depth Anything ends with that ReLU (and another after resizing to the input); we keep it and add
     DINOv2's ``min_depth`` (0.001, as ``DepthHead``), so depth > 0 for SigLoss's log and both decoders
     give depth >= min_depth. Names mirror Depth Anything's ``depth_head.scratch.output_conv1/2`` keys.
-    PyTorch default init.
+    PyTorch default init (``output_init="default"``); ``positive`` starts the last conv alive (``init_output``).
     """
 
     def __init__(
@@ -77,8 +93,6 @@ class DepthAnythingDepthHead(nn.Module):
         super().__init__()
         if channels < 2:
             raise ValueError(f"DepthAnythingDepthHead needs at least 2 input channels, got {channels}")
-        if output_init not in OUTPUT_INITS:
-            raise ValueError(f"DepthAnythingDepthHead output_init must be one of {OUTPUT_INITS}, got {output_init!r}")
         self.min_depth = float(min_depth)
         self.patch_size = int(patch_size)
         self.decoder_stride = int(decoder_stride)
@@ -92,16 +106,7 @@ class DepthAnythingDepthHead(nn.Module):
             nn.ReLU(),
             nn.Identity(),
         )
-        if output_init == "positive":
-            # The last Conv1x1 sees ReLU outputs (>= 0). With PyTorch's default init its output has one
-            # sign over most of the image when the features vary little (a random decoder on a frozen
-            # backbone): about half the inits are negative everywhere, the final ReLU outputs 0 and no
-            # gradient ever flows (seen in the mini Table 4). |W| and |b| keep the default magnitudes
-            # and make the output > 0 everywhere at the start.
-            last = self.scratch.output_conv2[2]
-            with torch.no_grad():
-                last.weight.abs_()
-                last.bias.abs_()
+        init_output(self.scratch.output_conv2[2], output_init, "DepthAnythingDepthHead")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h8, w8 = x.shape[-2:]
