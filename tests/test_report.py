@@ -406,3 +406,26 @@ def test_curve_lines_keep_their_names_across_a_top_level_alpha_change(project):
     assert "nyuv2/mldc+mix6/b0.05/s0" in lines("fig5_beta")
     gains = json.loads((project["root"] / "reports" / "metrics.json").read_text())["gain"]
     assert set(gains) == {"table3", "table4", "appc1_slc", "appc2_single_aux"}  # `dvc exp show --keep 'gain\.'`
+
+
+def test_the_report_stage_fails_on_a_run_that_did_not_learn_when_required(project, tmp_path, monkeypatch, caplog):
+    """Issue 14: with report.require_learned (mini: true) `mdeaux report`, the DAG's report stage, writes the
+    reports and then fails, naming each run that did not beat its reference (here a DIODE Outdoor run);
+    with it false (the paper profile, the smoke world) the same runs are only marked."""
+    from mdeaux.cli import main
+
+    root = tmp_path / "project"
+    shutil.copytree(project["root"], root, ignore=shutil.ignore_patterns("reports", "mlruns"))
+    monkeypatch.chdir(root)
+    expected = json.loads((project["root"] / "reports" / "metrics.json").read_text())["not_learned"]
+    assert expected and all(label.startswith("diode_outdoor/") for label in expected)
+    assert load(root / "params.yaml").report.require_learned  # the mini profile's value
+    assert main(["report"]) == 1
+    assert f"the learning check failed: {len(expected)} run(s) did not learn" in caplog.text
+    assert ", ".join(expected) in caplog.text and "report.require_learned.mini=false" in caplog.text
+    assert json.loads((root / "reports" / "metrics.json").read_text())["not_learned"] == expected  # written first
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["report"]["require_learned"]["mini"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    caplog.clear()
+    assert main(["report"]) == 0 and "learning check failed" not in caplog.text

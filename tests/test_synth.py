@@ -70,6 +70,24 @@ def test_depth_is_z_depth_not_ray_length():
     assert (frame.labels[-5:] == CLASSES["floor"]).all() and (frame.labels[:5] == CLASSES["ceiling"]).all()
 
 
+def test_farther_rooms_come_out_darker_and_room_lights_only_add_light(monkeypatch):
+    """The mini world's depth cue: the camera's lamp (render.LAMP_POWER, irradiance ~ 1/distance^2) under one
+    fixed exposure (sensor.EXPOSURE). Across 12 frames the rank correlation between an image's mean log
+    brightness and its median log depth is -0.87 (with the auto-exposure and room lights before it: +0.25).
+    The rooms' own lights (render.ROOM_LIGHTS, 0 by default) only add light."""
+    from scipy.stats import spearmanr
+
+    classes = dict.fromkeys(RM.all_class_names(), 0)
+    frames = [R.render_frame(seed, classes, width=160, height=120) for seed in range(12)]
+    brightness = [np.log1p(f.rgb.astype(np.float64).mean(axis=2)).mean() for f in frames]
+    far = [np.median(np.log(f.depth)) for f in frames]
+    assert spearmanr(brightness, far).statistic < -0.7
+    monkeypatch.setattr(R, "ROOM_LIGHTS", 0.2)
+    lit = R.render_frame(0, classes, width=160, height=120)
+    assert lit.rgb.mean() > frames[0].rgb.mean() + 5 and (lit.rgb >= frames[0].rgb).all()
+    assert np.array_equal(lit.depth, frames[0].depth)
+
+
 def test_raw_depth_is_a_noisy_quantised_subset_of_depth():
     frame = R.render_frame(11, CLASSES)
     raw, depth = frame.raw_depth, frame.depth

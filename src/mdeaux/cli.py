@@ -8,6 +8,7 @@ command does lives with its concept: data/stages.py, runs/ (train, run-cohort, r
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -139,6 +140,13 @@ def cmd_report(args) -> None:
     paths, params = _context()
     written = write_reports(paths, params)
     log.info("reports: %d files written in %s; open %s first", len(written), paths.reports, paths.reports / "index.html")
+    unlearned = json.loads((paths.reports / "metrics.json").read_text())["not_learned"]
+    if unlearned and params.report.require_learned:
+        raise RuntimeError(
+            f"the learning check failed: {len(unlearned)} run(s) did not learn (best AbsRel not below "
+            f"report.learned_below = {params.report.learned_below} x the constant predictor's): {', '.join(unlearned)}. "
+            f"A sign error in a loss, a dead head or a broken evaluation shows this way; {paths.reports / 'index.html'} "
+            "has their curves. To report without failing: dvc exp run -S report.require_learned.mini=false")
 
 
 def cmd_weights(args) -> None:

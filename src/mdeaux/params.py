@@ -291,6 +291,7 @@ class Report(Strict):
     curve_points: PosInt
     fig1_samples: PosInt
     learned_below: float = Field(gt=0, le=1)
+    require_learned: bool
 
 
 class Params(Strict):
