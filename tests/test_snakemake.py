@@ -177,11 +177,11 @@ def test_torchrun_waits_out_the_signal_window(tiny_world, tmp_path):
 
 
 def test_more_gpus_than_the_batch_can_be_split_over_is_refused(tiny_world, tmp_path):
-    root = project(tiny_world, tmp_path / "proj", gpus=4)  # train.batch_size is 2
+    root = project(tiny_world, tmp_path / "proj", gpus=3)  # train.batch_size is 4 (mini)
     out = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "pipeline/profiles/slurm", "--dry-run"],
                          cwd=root, env=clean_env(MDEAUX_STORE=str(tmp_path / "store")), capture_output=True, text=True)
     assert out.returncode != 0
-    assert "runner.slurm.gpus is 4, but train.batch_size (2) is not divisible" in out.stdout + out.stderr, out.stderr[-2000:]
+    assert "runner.slurm.gpus is 3, but train.batch_size (4) is not divisible" in out.stdout + out.stderr, out.stderr[-2000:]
 
 
 def test_profiles_keep_content_addressed_runs():
