@@ -3,8 +3,8 @@
 ``render`` casts one ray per pixel from a pinhole camera and returns a :class:`Frame`: an RGB image
 (Lambertian shading by the camera's lamp, and optionally the room's lights with shadows; procedural
 textures, sensor noise), the noise-free z-depth, a Kinect-like raw depth with the artefacts of a
-structured-light sensor, and per-pixel class ids. ``render_frame`` draws the room (``room.sample_room``)
-and the camera (``room.sample_camera``) from seeds first. Everything random comes from ``np.random.Generator(np.random.PCG64(seed))``: the
+structured-light sensor, and per-pixel class ids. ``render_frame`` draws the room (``room.sample_room``) and the camera (``room.sample_camera``)
+from seeds first. Everything random comes from ``np.random.Generator(np.random.PCG64(seed))``: the
 same seeds give byte-identical arrays.
 """
 
@@ -49,7 +49,7 @@ F32 = np.float32
 # sensor.EXPOSURE a pixel's brightness says how far its surface is, a depth cue that the mini profile's
 # 4-layer ViT reads at a quarter of the resolution. Under the rooms' lights alone, with auto-exposure, it could
 # not: trained end to end (tools/mini_ceiling.py, 1,000 rooms, 1,500 steps) it reached 0.88 x the constant's
-# AbsRel; with the lamp and the fixed exposure, 0.41 x, or 0.48 x with the rooms' lights at 0.2. On the mini
+# AbsRel; with the lamp and the fixed exposure, 0.42 x, or 0.48 x with the rooms' lights at 0.2. On the mini
 # grid at 0.2 one NYUv2 baseline seed stayed at 0.89 x the constant, a hair from the learning check's bar.
 LAMP_POWER = 5.0  # in room.Light.power units: irradiance LAMP_POWER * cos / distance^2 (m)
 ROOM_LIGHTS = 0.0  # scale of each room's ambient and point lights (their fittings glow regardless)
