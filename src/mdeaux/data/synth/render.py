@@ -195,8 +195,7 @@ def render(
 
     # Lambertian shading by the camera's lamp (at the camera: it casts no visible shadow), plus the room's own
     # lights scaled by ROOM_LIGHTS
-    irradiance = np.broadcast_to(F32(LAMP_POWER) * np.abs(_dot(normal, d)) / d_len / (np.square(t * d_len) + F32(0.05)),
-                                 (3, t.size))
+    irradiance = (F32(LAMP_POWER) * np.abs(_dot(normal, d)) / d_len / (np.square(t * d_len) + F32(0.05)))[None]
     if ROOM_LIGHTS > 0:
         irradiance = irradiance + F32(ROOM_LIGHTS) * _room_lights(room, p, normal)
     radiance = albedo * irradiance
